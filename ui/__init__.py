@@ -1,0 +1,1 @@
+"""llama-md front-end: ui (thin; imports `assistant`)."""
