@@ -2,7 +2,8 @@
 
 Sources, lowest precedence first: the defaults below < ``llama-md.toml`` in the working directory
 < environment variables ``LLAMA_MD_<FIELD>`` (e.g. ``LLAMA_MD_HOME``, ``LLAMA_MD_DATA_DIR``, ``LLAMA_MD_TOP_K``)
-< explicit overrides (CLI flags). Example ``llama-md.toml``::
+< explicit overrides (CLI flags). When no source sets ``specialty``, the pick of the last topics run
+(``<home>/topics/topics.json``) is used. Example ``llama-md.toml``::
 
     home = ".llama-md"
     data_dir = "../shared"
@@ -186,7 +187,21 @@ def load_settings(
             raise ConfigError(f"Unknown setting {name!r}; valid ones are {sorted(types)}.")
         values[name] = _coerce(name, raw, types[name])
 
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.specialty is None:
+        settings.specialty = picked_specialty(settings.topics_dir)
+    return settings
+
+
+def picked_specialty(topics_dir: Path) -> str | None:
+    """The specialty chosen by the last ``python -m assistant topics`` run (``topics.json``), if any."""
+    import json
+
+    path = Path(topics_dir) / "topics.json"
+    try:
+        return json.loads(path.read_text()).get("specialty") or None
+    except (OSError, ValueError):
+        return None
 
 
 def field_help(name: str) -> str:

@@ -29,3 +29,15 @@ def test_unknown_toml_key_and_bad_env_value(tmp_path):
         load_settings(cwd=tmp_path, environ={})
     with pytest.raises(ConfigError, match="LLAMA_MD_TOP_K"):
         load_settings(cwd=tmp_path.parent, environ={"LLAMA_MD_TOP_K": "many"})
+
+
+def test_specialty_falls_back_to_topics_pick(tmp_path):
+    (tmp_path / "h" / "topics").mkdir(parents=True)
+    (tmp_path / "h" / "topics" / "topics.json").write_text('{"specialty": "pregnancy"}')
+    assert load_settings({"home": str(tmp_path / "h")}, cwd=tmp_path, environ={}).specialty == "pregnancy"
+    assert (
+        load_settings(
+            {"home": str(tmp_path / "h"), "specialty": "diabetes"}, cwd=tmp_path, environ={}
+        ).specialty
+        == "diabetes"
+    )
