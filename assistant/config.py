@@ -71,6 +71,13 @@ class Settings:
     """Repetition penalty applied while decoding (1.0 = off); CTRL paper, Keskar et al. 2019."""
     seed: int = 0
     """Random seed for topic modeling, data splits and training."""
+    min_score: float = 0.3
+    """Cosine similarity a passage needs to count as support; below it for every passage the answer says the
+    library has no support (all-MiniLM-L6-v2 scores unrelated text mostly below 0.2)."""
+    context_tokens: int = 2048
+    """Prompt + answer token budget (capped by the model's context window); keeps CPU time to first token low."""
+    max_question_tokens: int = 512
+    """Longer questions are trimmed (the answer says so)."""
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)

@@ -1,0 +1,116 @@
+"""Prompt composition: system prompt, numbered passages with file and page, trimmed history, the question.
+
+Everything is fitted to a token budget: ``context_tokens - max_new_tokens``. The question and the system prompt
+always fit (a question longer than ``max_question_tokens`` is trimmed and flagged); passages go in by rank while
+they fit; then as many recent history turns as still fit, newest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+#: The ChatDoctor instruction (https://github.com/Kent0n-Li/ChatDoctor): the default system prompt of fine-tuning,
+#: so the base model is asked the same way as the tuned one.
+DEFAULT_SYSTEM_PROMPT = (
+    "If you are a doctor, please answer the medical questions based on the patient's description."
+)
+PASSAGES_HEADER = "Use the numbered passages below if they help, and cite them like [1].\n\nPassages:"
+
+
+@dataclass
+class Composition:
+    """The chat messages sent to the model and what went into them."""
+
+    messages: list[dict]
+    passages: list = field(default_factory=list)  # the hits that fit, numbered 1..k in this order
+    history_turns: int = 0
+    question: str = ""
+    question_trimmed: bool = False
+    prompt_tokens: int = 0
+
+
+def format_passage(number: int, hit) -> str:
+    """``[n] file, p. label: text`` for one retrieval hit."""
+    label = hit.page_label or str(hit.page)
+    return f"[{number}] {hit.file}, p. {label}: {hit.text.strip()}"
+
+
+def trim_to_tokens(text: str, max_tokens: int, count: Callable[[str], int]) -> tuple[str, bool]:
+    """Cut ``text`` to at most ``max_tokens`` (by words, keeping the start); returns ``(text, trimmed)``."""
+    if count(text) <= max_tokens:
+        return text, False
+    words = text.split()
+    lo, hi = 0, len(words)
+    while lo < hi:  # largest prefix of words that fits
+        mid = (lo + hi + 1) // 2
+        if count(" ".join(words[:mid])) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return " ".join(words[:lo]), True
+
+
+def compose(
+    question: str,
+    hits: Sequence,
+    history: Sequence[dict],
+    *,
+    system_prompt: str,
+    count_tokens: Callable[[str], int],
+    context_tokens: int,
+    max_new_tokens: int,
+    max_question_tokens: int = 512,
+) -> Composition:
+    """Build the messages for one turn.
+
+    Args:
+        question: the user's message.
+        hits: retrieval hits (objects with text, file, page, page_label), best first; may be empty.
+        history: earlier turns as ``{"role": "user"|"assistant", "content": str}``, oldest first.
+        system_prompt: the adapter's system prompt (the one it was trained with).
+        count_tokens: tokenizer-based counter, text -> number of tokens.
+        context_tokens: the model's usable context window, tokens.
+        max_new_tokens: tokens reserved for the answer.
+        max_question_tokens: longer questions are trimmed (``question_trimmed``).
+
+    Returns:
+        A Composition; ``messages`` = [system, *history, user], the user turn holding passages and question.
+
+    Raises:
+        ValueError: the question is empty.
+    """
+    question = (question or "").strip()
+    if not question:
+        raise ValueError("The question is empty: type a question about your health or the documents.")
+    question, trimmed = trim_to_tokens(question, max_question_tokens, count_tokens)
+    overhead = (
+        16  # chat-template tokens per turn (role markers), a safe upper bound for Llama/ChatML templates
+    )
+    budget = (
+        context_tokens - max_new_tokens - count_tokens(system_prompt) - count_tokens(question) - 3 * overhead
+    )
+    used = []
+    if hits:
+        budget -= count_tokens(PASSAGES_HEADER)
+        for hit in hits:
+            cost = count_tokens(format_passage(len(used) + 1, hit)) + 2
+            if cost > budget:
+                break
+            used.append(hit)
+            budget -= cost
+    kept: list[dict] = []
+    for turn in reversed(list(history)):
+        cost = count_tokens(turn["content"]) + overhead
+        if cost > budget:
+            break
+        kept.insert(0, {"role": turn["role"], "content": turn["content"]})
+        budget -= cost
+    if used:
+        passages = "\n\n".join(format_passage(i, h) for i, h in enumerate(used, 1))
+        user = f"{PASSAGES_HEADER}\n{passages}\n\nQuestion: {question}"
+    else:
+        user = question
+    messages = [{"role": "system", "content": system_prompt}, *kept, {"role": "user", "content": user}]
+    prompt_tokens = context_tokens - max_new_tokens - budget
+    return Composition(messages, used, len(kept), question, trimmed, prompt_tokens)
