@@ -13,7 +13,7 @@ export ANONYMIZED_TELEMETRY := False
 export TOKENIZERS_PARALLELISM := false
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo doctor lint format lock clean
+.PHONY: setup browser test test-fast demo doctor lint format lock clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,15 @@ $(STAMP): pyproject.toml constraints.txt
 doctor: setup
 	$(PY) -m assistant doctor
 
-test: setup
+# The browser test drives Debian's Chromium (Playwright's own browser download can't work offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "warning: could not install chromium; the browser test will skip"; \
+	  else echo "warning: chromium missing (sudo apt-get install chromium); the browser test will skip"; fi; }
+
+test: setup browser
 	$(PY) -m pytest
 
 test-fast: setup
