@@ -1,0 +1,427 @@
+"""Ingest PDFs into the Chroma store: pypdf pages -> SentenceSplitter chunks -> local embeddings -> Chroma.
+
+One llama-index ``IngestionPipeline`` per run with a persisted docstore and ``DocstoreStrategy.UPSERTS``: each
+PDF page is a Document (id ``<file>::p<page>``), so an unchanged page is skipped, a changed one has its old
+chunks deleted before the new ones are added, and nothing is duplicated. A file-level record
+(``file::<file>`` -> sha256) skips an unchanged file without reading it. Chunk ids are deterministic
+(``<file>::p<page>::c<i>``), so a run killed at any point and run again leaves the same ids as one clean run.
+
+Per-file atomicity: a PDF is read completely before the store is touched (broken files never write anything);
+the docstore is saved (atomically) only after the file's chunks are in Chroma; if writing a file fails, all of that
+file's chunks are removed again and the file is reported as failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from assistant.config import Settings
+from assistant.pdf import PdfError, read_pdf
+
+logger = logging.getLogger(__name__)
+
+FILE_PREFIX = "file::"
+META_FIELDS = ("file", "file_sha256", "page", "page_label", "title", "specialty")
+
+
+@dataclass
+class FileResult:
+    """What happened to one input. ``status``: ingested, unchanged, skipped, failed or pruned."""
+
+    file: str
+    status: str
+    reason: str = ""
+    path: str = ""
+    pages: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_unchanged: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class IngestReport:
+    """Summary of one ingest run; ``to_dict()`` is the ``--report`` JSON, ``table()`` the printed summary."""
+
+    collection: str
+    store: str
+    files: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+    total_chunks: int = 0  # chunks in the collection after the run
+
+    def _with(self, status: str) -> list[FileResult]:
+        return [f for f in self.files if f.status == status]
+
+    @property
+    def ingested(self) -> list[FileResult]:
+        return self._with("ingested")
+
+    @property
+    def unchanged(self) -> list[FileResult]:
+        return self._with("unchanged")
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        return self._with("skipped")
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return self._with("failed")
+
+    @property
+    def ok(self) -> bool:
+        """True when at least one file is now in the store (ingested in this run or unchanged)."""
+        return bool(self.ingested or self.unchanged)
+
+    def totals(self) -> dict:
+        pages = sum(f.pages for f in self.ingested)
+        return {
+            "ingested": len(self.ingested),
+            "unchanged": len(self.unchanged),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "pruned": len(self._with("pruned")),
+            "pages": pages,
+            "chunks_added": sum(f.chunks_added for f in self.files),
+            "chunks_removed": sum(f.chunks_removed for f in self.files),
+            "chunks_unchanged": sum(f.chunks_unchanged for f in self.files),
+            "total_chunks": self.total_chunks,
+            "seconds": round(self.seconds, 2),
+            "pages_per_s": round(pages / self.seconds, 2) if self.seconds else 0.0,
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "collection": self.collection,
+            "store": self.store,
+            "files": [asdict(f) for f in self.files],
+            "totals": self.totals(),
+        }
+
+    def table(self) -> str:
+        """Plain-text table: one row per file, then the totals."""
+        rows = [("file", "status", "pages", "+chunks", "-chunks", "=chunks", "s", "reason")]
+        for f in self.files:
+            rows.append(
+                (
+                    f.file,
+                    f.status,
+                    str(f.pages),
+                    str(f.chunks_added),
+                    str(f.chunks_removed),
+                    str(f.chunks_unchanged),
+                    f"{f.seconds:.1f}",
+                    f.reason,
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1] for r in rows
+        ]
+        t = self.totals()
+        lines.append(
+            f"ingested {t['ingested']}, unchanged {t['unchanged']}, skipped {t['skipped']}, failed {t['failed']}"
+            f"{', pruned ' + str(t['pruned']) if t['pruned'] else ''} | pages {t['pages']}, chunks "
+            f"+{t['chunks_added']} -{t['chunks_removed']} ={t['chunks_unchanged']} (collection: {t['total_chunks']})"
+            f" | {t['seconds']:.1f} s, {t['pages_per_s']:.1f} pages/s"
+        )
+        return "\n".join(lines)
+
+
+def chunk_id(i: int, page_doc) -> str:
+    """Deterministic id of the i-th chunk of a page document: ``<file>::p<page>::c<i>``."""
+    return f"{page_doc.id_}::c{i}"
+
+
+def page_doc_id(file_name: str, page: int) -> str:
+    return f"{file_name}::p{page}"
+
+
+@lru_cache(maxsize=4)
+def load_embedding(model_path: str, device: str, batch_size: int):
+    """llama-index ``HuggingFaceEmbedding`` over the sentence-transformers model (cached per process)."""
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    return HuggingFaceEmbedding(
+        model_name=model_path, device=device, embed_batch_size=batch_size, normalize=True
+    )
+
+
+def embedding_for(settings: Settings, batch_size: int = 32, device: str | None = None):
+    """The settings' embedding model as a llama-index embedding (bundled MiniLM by default)."""
+    from assistant.models import default_device, embedder_path
+
+    return load_embedding(
+        embedder_path(settings.embedding_model, settings), device or default_device(), batch_size
+    )
+
+
+def max_chunk_tokens(embed_model) -> int:
+    """Longest chunk the embedder sees whole: max_seq_length minus [CLS] and [SEP] (254 for MiniLM-L6-v2)."""
+    return int(embed_model._model.max_seq_length) - 2
+
+
+def make_splitter(settings: Settings, embed_model):
+    """SentenceSplitter whose chunk_size / chunk_overlap count tokens of the embedding model.
+
+    Raises:
+        ValueError: chunk_size exceeds what the embedder reads (longer chunks would be silently truncated).
+    """
+    from llama_index.core.node_parser import SentenceSplitter
+
+    limit = max_chunk_tokens(embed_model)
+    if settings.chunk_size > limit:
+        raise ValueError(
+            f"--chunk-size {settings.chunk_size} is longer than the embedding model reads ({limit} tokens of "
+            f"{settings.embedding_model}); the rest of each chunk would be silently cut off. Use --chunk-size {limit} "
+            "or less."
+        )
+    tokenizer = embed_model._model.tokenizer
+
+    def count_tokens(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False, verbose=False)
+
+    return SentenceSplitter(
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        tokenizer=count_tokens,
+        id_func=chunk_id,
+    )
+
+
+def _manifest_index() -> dict[str, tuple[str, str]]:
+    """file name -> (specialty, title) from every corpus manifest."""
+    from corpora import list_corpora, load_corpus
+
+    index = {}
+    for name in list_corpora():
+        for entry in load_corpus(name).files:
+            index[entry.file] = (name, entry.title)
+    return index
+
+
+def collect_pdfs(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
+    """Expand inputs: folders are walked recursively for ``*.pdf``; other files are skipped with a reason.
+
+    Returns:
+        ``(pdf paths in order, results for inputs that can't be ingested)``.
+    """
+    pdfs, problems = [], []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            problems.append(FileResult(path.name or str(path), "failed", "path does not exist", str(path)))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not files:
+                problems.append(FileResult(path.name, "skipped", "empty folder", str(path)))
+            for file in files:
+                if file.suffix.lower() == ".pdf":
+                    pdfs.append(file)
+                else:
+                    problems.append(FileResult(file.name, "skipped", "not a PDF", str(file)))
+        elif path.suffix.lower() == ".pdf":
+            pdfs.append(path)
+        else:
+            problems.append(FileResult(path.name, "skipped", "not a PDF", str(path)))
+    return pdfs, problems
+
+
+def ingest_paths(
+    paths: list[Path],
+    settings: Settings,
+    *,
+    specialty: str | None = None,
+    rebuild: bool = False,
+    prune: bool = False,
+    batch_size: int = 32,
+    chroma_url: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    show_progress: bool = False,
+) -> IngestReport:
+    """Ingest PDFs (files or folders) into the settings' collection; see the module docstring.
+
+    Args:
+        paths: PDF files and/or folders (walked recursively).
+        settings: collection, embedding_model, chunk_size / chunk_overlap (embedding tokens), home.
+        specialty: stored on every chunk; default: the manifest's specialty for known files, else settings.specialty.
+        rebuild: drop the collection (and its docstore) first.
+        prune: afterwards remove the chunks of every stored file that is not among this run's inputs.
+        batch_size: chunks per embedding batch.
+        chroma_url: ``http://HOST:PORT`` of a Chroma server instead of the embedded store.
+        progress: called as ``progress(done_files, total_files, file_name)`` after each file.
+        show_progress: tqdm bars over files and embedding batches (the CLI turns them on).
+
+    Returns:
+        IngestReport with one FileResult per input (and per pruned file).
+
+    Raises:
+        StoreError: the store is unreachable, or the collection was built with another embedding model or
+            chunking (use ``rebuild=True``).
+        ValueError: chunk_size longer than the embedding model reads.
+    """
+    from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+    from tqdm.auto import tqdm
+
+    from assistant import store as st
+    from corpora import sha256_of
+
+    started = time.perf_counter()
+    embed_model = embedding_for(settings, batch_size)
+    splitter = make_splitter(settings, embed_model)
+    client = st.open_client(settings, chroma_url)
+    if rebuild:
+        st.drop_collection(settings, chroma_url=chroma_url, client=client)
+    dim = len(embed_model.get_text_embedding("dimension probe"))
+    collection = st.open_collection(settings, create_dim=dim, chroma_url=chroma_url, client=client)
+    ds_path = st.docstore_path(settings, chroma_url)
+    docstore = st.load_docstore(ds_path)
+    vector_store = ChromaVectorStore(chroma_collection=collection)
+    pipeline = IngestionPipeline(
+        transformations=[splitter, embed_model],
+        vector_store=vector_store,
+        docstore=docstore,
+        docstore_strategy=DocstoreStrategy.UPSERTS,
+    )
+    report = IngestReport(settings.collection, chroma_url or str(settings.store_dir))
+    pdfs, problems = collect_pdfs(paths)
+    report.files.extend(problems)
+    known = _manifest_index()
+    seen: dict[str, str] = {}  # file name -> sha256 in this run
+    bar = tqdm(pdfs, desc="files", unit="file", disable=not show_progress)
+    for done, path in enumerate(bar, start=1):
+        t0 = time.perf_counter()
+        result = FileResult(path.name, "failed", path=str(path))
+        try:
+            sha = sha256_of(path)
+            if path.name in seen:
+                same = seen[path.name] == sha
+                result.status = "skipped" if same else "failed"
+                result.reason = (
+                    "same file given twice"
+                    if same
+                    else "another file with this name was ingested in this run; rename one (names identify files)"
+                )
+            else:
+                seen[path.name] = sha
+                spec, title = known.get(path.name, (None, None))
+                meta = {"specialty": specialty or spec or settings.specialty or "", "title": title}
+                _ingest_file(path, sha, meta, pipeline, collection, docstore, result)
+                st.save_docstore(docstore, ds_path)
+        except PdfError as exc:
+            result.status, result.reason = exc.status, str(exc)
+        except Exception as exc:  # one file's failure never aborts the run
+            logger.exception("Ingesting %s failed", path)
+            result.status, result.reason = "failed", f"{type(exc).__name__}: {exc}"
+            result.chunks_removed += _remove_file(path.name, collection, docstore)
+            result.chunks_added = 0
+            st.save_docstore(docstore, ds_path)
+        result.seconds = time.perf_counter() - t0
+        report.files.append(result)
+        bar.set_postfix(chunks=collection.count(), refresh=False)
+        if progress is not None:
+            progress(done, len(pdfs), path.name)
+    if prune:
+        for name in sorted(_stored_files(docstore) - set(seen)):
+            removed = _remove_file(name, collection, docstore)
+            report.files.append(
+                FileResult(name, "pruned", "not among this run's inputs", chunks_removed=removed)
+            )
+        st.save_docstore(docstore, ds_path)
+    report.total_chunks = collection.count()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_file(
+    path: Path, sha: str, meta: dict, pipeline, collection, docstore, result: FileResult
+) -> None:
+    """Add or refresh one PDF; fills ``result``. Raises PdfError before anything is written."""
+    from llama_index.core import Document
+
+    name = path.name
+    record = docstore.get_document(FILE_PREFIX + name, raise_error=False)
+    if record is not None and record.metadata.get("file_sha256") == sha:
+        if collection.get(where={"file_sha256": sha}, limit=1, include=[])["ids"]:
+            result.status, result.reason = "unchanged", "same sha256 as stored"
+            result.pages = record.metadata.get("pages", 0)
+            result.chunks_unchanged = record.metadata.get("chunks", 0)
+            return
+    pdf = read_pdf(path)  # raises PdfError: nothing written yet
+    before = _count_file(name, collection)
+    docs = []
+    for page in pdf.pages:
+        metadata = {
+            "file": name,
+            "file_sha256": sha,
+            "page": page.number,
+            "page_label": page.label,
+            "title": meta["title"] or pdf.title,
+            "specialty": meta["specialty"],
+        }
+        docs.append(
+            Document(
+                id_=page_doc_id(name, page.number),
+                text=page.text,
+                metadata=metadata,
+                excluded_embed_metadata_keys=list(META_FIELDS),  # embed the text only
+                excluded_llm_metadata_keys=list(META_FIELDS),  # and count only text tokens in chunk_size
+            )
+        )
+    old_pages = set(record.metadata.get("page_numbers", [])) if record is not None else set()
+    for number in old_pages - {p.number for p in pdf.pages}:  # pages gone from the new version
+        pipeline.vector_store.delete(page_doc_id(name, number))
+        docstore.delete_document(page_doc_id(name, number), raise_error=False)
+    nodes = pipeline.run(documents=docs, store_doc_text=False, show_progress=False)
+    after = _count_file(name, collection)
+    # file record last: it claims the file is complete
+    docstore.add_documents(
+        [
+            Document(
+                id_=FILE_PREFIX + name,
+                text="",
+                metadata={
+                    "file_sha256": sha,
+                    "path": str(path),
+                    "pages": len(pdf.pages),
+                    "page_numbers": [p.number for p in pdf.pages],
+                    "chunks": after,
+                },
+            )
+        ],
+        allow_update=True,
+    )
+    result.status = "ingested"
+    result.reason = f"{pdf.empty_pages} page(s) without text" if pdf.empty_pages else ""
+    result.pages = len(pdf.pages)
+    result.chunks_added = len(nodes)
+    result.chunks_removed = max(0, before + len(nodes) - after)
+    result.chunks_unchanged = after - len(nodes)
+
+
+def _count_file(name: str, collection) -> int:
+    return len(collection.get(where={"file": name}, include=[])["ids"])
+
+
+def _stored_files(docstore) -> set[str]:
+    return {doc_id[len(FILE_PREFIX) :] for doc_id in docstore.docs if doc_id.startswith(FILE_PREFIX)}
+
+
+def _remove_file(name: str, collection, docstore) -> int:
+    """Delete every chunk and docstore entry of one file; returns the number of chunks removed."""
+    removed = _count_file(name, collection)
+    collection.delete(where={"file": name})
+    record = docstore.get_document(FILE_PREFIX + name, raise_error=False)
+    pages = record.metadata.get("page_numbers", []) if record is not None else []
+    for number in pages:
+        docstore.delete_document(page_doc_id(name, number), raise_error=False)
+    for doc_id in [d for d in docstore.get_all_document_hashes().values() if d.startswith(name + "::p")]:
+        docstore.delete_document(doc_id, raise_error=False)
+    docstore.delete_document(FILE_PREFIX + name, raise_error=False)
+    return removed

@@ -1,0 +1,195 @@
+"""Retrieve passages with page citations from the ingested Chroma store.
+
+Two modes over the same collection:
+
+* ``dense``: the query is embedded with the store's embedding model and Chroma returns the nearest chunks.
+* ``hybrid``: dense and llama-index's ``BM25Retriever`` (bm25s, English stemming and stop words) each propose
+  ``CANDIDATES`` chunks; reciprocal-rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009: sum of
+  ``1 / (RRF_K + rank)``, ``RRF_K = 60``) orders them.
+
+In both modes ``Hit.score`` is the cosine similarity between the query and the chunk embeddings (higher is
+better), so one threshold (``settings.min_score``) means the same whichever mode ranked the hits.
+``DEFAULT_MODE`` is the mode that won ``benchmarks/retrieval_bench.py`` (see the README).
+
+    from assistant.retrieval import Retriever
+    r = Retriever.from_settings(settings)
+    for hit in r.retrieve("iron supplements in pregnancy", top_k=5):
+        print(hit.file, hit.page_label, round(hit.score, 3))
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from assistant.config import Settings
+
+logger = logging.getLogger(__name__)
+
+MODES = ("dense", "hybrid")
+DEFAULT_MODE = "dense"
+CANDIDATES = 30  # per retriever, before fusion
+RRF_K = 60
+
+
+@dataclass
+class Hit:
+    """One retrieved chunk. ``page`` is 1-based; ``page_label`` is the printed label (e.g. ``xii``)."""
+
+    text: str
+    score: float  # cosine similarity query <-> chunk, in [-1, 1]
+    file: str
+    page: int
+    page_label: str
+    specialty: str
+    title: str
+    chunk_id: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _hit(chunk_id: str, text: str, meta: dict, score: float) -> Hit:
+    meta = meta or {}
+    page = int(meta.get("page", 0) or 0)
+    return Hit(
+        text=text or "",
+        score=float(score),
+        file=str(meta.get("file", "")),
+        page=page,
+        page_label=str(meta.get("page_label") or page),
+        specialty=str(meta.get("specialty", "")),
+        title=str(meta.get("title", "")),
+        chunk_id=chunk_id,
+    )
+
+
+def reciprocal_rank_fusion(rankings: list[list[str]], k: int = RRF_K) -> list[str]:
+    """Fuse ranked id lists: score(id) = sum over lists of 1 / (k + rank), rank 1-based; best first."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores, key=lambda item: -scores[item])
+
+
+class Retriever:
+    """Embedding model + collection (+ BM25 index in hybrid mode), loaded once and reused per query."""
+
+    def __init__(self, settings: Settings, collection, embed_model, mode: str = DEFAULT_MODE) -> None:
+        if mode not in MODES:
+            raise ValueError(f"Unknown retrieval mode {mode!r}; use one of {MODES}.")
+        self.settings, self.collection, self.embed_model, self.mode = settings, collection, embed_model, mode
+        self._bm25 = None
+        self._bm25_count = -1
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, mode: str | None = None, *, chroma_url: str | None = None
+    ) -> Retriever:
+        """Open the settings' collection and load its embedding model.
+
+        Args:
+            settings: collection, embedding_model, home (store under ``home/store``), top_k.
+            mode: "dense" or "hybrid"; None picks ``DEFAULT_MODE``.
+            chroma_url: a Chroma server (``http://HOST:PORT``) instead of the embedded store.
+
+        Raises:
+            StoreError: no collection (the message names the ingest command) or one built with another
+                embedding model (names both; says ``--rebuild``).
+        """
+        from assistant.ingestion import embedding_for
+        from assistant.store import open_collection
+
+        collection = open_collection(settings, chroma_url=chroma_url)
+        return cls(settings, collection, embedding_for(settings), mode or DEFAULT_MODE)
+
+    def count(self) -> int:
+        """Chunks in the collection."""
+        return self.collection.count()
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """Unit-length query embedding, shape (dim,)."""
+        return np.asarray(self.embed_model.get_query_embedding(query), dtype=np.float32)
+
+    def retrieve(self, query: str, top_k: int | None = None) -> list[Hit]:
+        """The ``top_k`` best chunks for ``query``, best first (``top_k`` default: settings.top_k).
+
+        Returns:
+            Hits with cosine-similarity scores; empty when the query is blank or the collection is empty.
+        """
+        top_k = top_k or self.settings.top_k
+        if not query.strip() or self.count() == 0:
+            return []
+        q = self.embed_query(query)
+        if self.mode == "dense":
+            return self._dense(q, top_k)
+        return self._hybrid(query, q, top_k)
+
+    def _dense(self, q: np.ndarray, n: int) -> list[Hit]:
+        res = self.collection.query(
+            query_embeddings=[q.tolist()],
+            n_results=n,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            _hit(i, t, m, 1.0 - d)
+            for i, t, m, d in zip(
+                res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
+            )
+        ]
+
+    def _bm25_retriever(self):
+        """BM25 over every chunk of the collection; rebuilt when the collection's size changed."""
+        with self._lock:
+            count = self.count()
+            if self._bm25 is None or count != self._bm25_count:
+                from llama_index.core.schema import TextNode
+                from llama_index.retrievers.bm25 import BM25Retriever
+
+                data = self.collection.get(include=["documents"])
+                nodes = [
+                    TextNode(id_=i, text=t or "") for i, t in zip(data["ids"], data["documents"], strict=True)
+                ]
+                self._bm25 = BM25Retriever.from_defaults(
+                    nodes=nodes, similarity_top_k=min(CANDIDATES, len(nodes)), language="en"
+                )
+                self._bm25_count = count
+                logger.info("BM25 index built over %d chunks", count)
+            return self._bm25
+
+    def _hybrid(self, query: str, q: np.ndarray, top_k: int) -> list[Hit]:
+        dense = self._dense(q, max(CANDIDATES, top_k))
+        sparse = [n.node.node_id for n in self._bm25_retriever().retrieve(query)]
+        fused = reciprocal_rank_fusion([[h.chunk_id for h in dense], sparse])[:top_k]
+        known = {h.chunk_id: h for h in dense}
+        missing = [i for i in fused if i not in known]
+        if missing:  # BM25-only hits: score them with the same cosine similarity as dense hits
+            data = self.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+            for i, t, m, e in zip(
+                data["ids"], data["documents"], data["metadatas"], data["embeddings"], strict=True
+            ):
+                known[i] = _hit(i, t, m, float(np.dot(np.asarray(e, dtype=np.float32), q)))
+        return [known[i] for i in fused]
+
+
+_CACHE: dict[tuple, Retriever] = {}
+
+
+def retrieve(query: str, top_k: int | None = None, settings: Settings | None = None) -> list[Hit]:
+    """Convenience: one cached Retriever per (home, collection, embedding model); see ``Retriever.retrieve``.
+
+    Raises:
+        StoreError: as ``Retriever.from_settings``.
+    """
+    from assistant.config import load_settings
+
+    settings = settings or load_settings()
+    key = (str(settings.home.resolve()), settings.collection, settings.embedding_model)
+    if key not in _CACHE:
+        _CACHE[key] = Retriever.from_settings(settings)
+    return _CACHE[key].retrieve(query, top_k or settings.top_k)
