@@ -1,0 +1,107 @@
+"""Ingest throughput: a fresh ingest of a corpus, the bare-encode ceiling, and a re-ingest of the unchanged corpus.
+
+    nice -n 5 .venv/bin/python -m benchmarks.ingest_bench --corpus ../shared/corpora/pregnancy --home /tmp/bench-home
+
+Prints (and writes to ``--out``, default ``<home>/ingest_bench.json``):
+
+* fresh ingest (``--rebuild``): seconds, pages/s, chunks/s, peak RSS of the process (models included);
+* ``encode_ratio``: the pipeline's chunk throughput (PDF reading, splitting, embedding, Chroma writes,
+  docstore) divided by a bare sentence-transformers ``encode`` of the very same chunk texts at the same batch size
+  (target >= 0.8);
+* ``reingest_fraction``: re-ingest of the unchanged corpus / fresh ingest time (target <= 5%).
+
+The store it leaves behind is what ``benchmarks.retrieval_bench`` reads (same ``--home``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(corpus: Path, home: Path, batch_size: int, chunk_size: int | None, chunk_overlap: int | None) -> dict:
+    import torch
+
+    from assistant.config import load_settings
+    from assistant.ingestion import embedding_for, ingest_paths
+    from assistant.models import load_embedder
+    from assistant.store import open_collection
+
+    settings = load_settings(
+        {"home": str(home), "chunk_size": chunk_size, "chunk_overlap": chunk_overlap}, environ={}
+    )
+    embedding_for(settings, batch_size)  # model load is not ingest time
+    fresh = ingest_paths([corpus], settings, rebuild=True, batch_size=batch_size, show_progress=True)
+    rss_after_fresh = peak_rss_mib()
+    t = fresh.totals()
+    collection = open_collection(settings)
+    texts = collection.get(include=["documents"])["documents"]
+    encoder = load_embedder(settings.embedding_model, settings, device="cpu")
+    started = time.perf_counter()
+    encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    encode_s = time.perf_counter() - started
+    again = ingest_paths([corpus], settings, batch_size=batch_size, show_progress=True)
+    a = again.totals()
+    chunks = collection.count()
+    return {
+        "corpus": str(corpus),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "batch_size": batch_size,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "files": t["ingested"],
+        "pages": t["pages"],
+        "chunks": chunks,
+        "fresh_s": round(fresh.seconds, 2),
+        "pages_per_s": round(t["pages"] / fresh.seconds, 2),
+        "chunks_per_s": round(chunks / fresh.seconds, 2),
+        "peak_rss_mib": round(rss_after_fresh, 1),
+        "bare_encode_s": round(encode_s, 2),
+        "bare_encode_chunks_per_s": round(chunks / encode_s, 2),
+        "encode_ratio": round(encode_s / fresh.seconds, 3),
+        "reingest_s": round(again.seconds, 3),
+        "reingest_unchanged_files": a["unchanged"],
+        "reingest_chunks_added": a["chunks_added"],
+        "reingest_fraction": round(again.seconds / fresh.seconds, 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--corpus", type=Path, default=Path("../shared/corpora/pregnancy"), help="PDF folder")
+    parser.add_argument(
+        "--home", type=Path, default=Path("/tmp/llama-md-bench"), help="llama-md home to build in"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="embedding batch size (default: 32)")
+    parser.add_argument("--chunk-size", type=int, help="embedding tokens (default: settings, 200)")
+    parser.add_argument("--chunk-overlap", type=int, help="embedding tokens (default: settings, 40)")
+    parser.add_argument("--out", type=Path, help="JSON results (default: HOME/ingest_bench.json)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    result = run(args.corpus, args.home, args.batch_size, args.chunk_size, args.chunk_overlap)
+    out = args.out or args.home / "ingest_bench.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    for key, value in result.items():
+        print(f"{key:>26}: {value}")
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Retrieval over a real store: the right page comes back, scores are cosine similarities in both modes, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from assistant.config import load_settings
+from assistant.ingestion import embedding_for, ingest_paths
+from assistant.retrieval import Retriever, reciprocal_rank_fusion, retrieve
+from tests.pdfs import TOPICS, topic_pages, write_pdf
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """Settings of a store holding two generated PDFs (pages about different TOPICS)."""
+    root = tmp_path_factory.mktemp("retrieval")
+    write_pdf(root / "in" / "one.pdf", topic_pages(0, 4))
+    write_pdf(root / "in" / "two.pdf", topic_pages(4, 4), roman_pages=2)
+    settings = load_settings({"home": str(root / "home")}, environ={})
+    report = ingest_paths([root / "in"], settings, specialty="pregnancy")
+    assert report.totals()["ingested"] == 2
+    return settings
+
+
+def test_reciprocal_rank_fusion_rewards_agreement():
+    assert reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "d"]]) == ["b", "c", "a", "d"]
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_the_page_about_the_topic_comes_first_with_its_label(small_store, mode):
+    r = Retriever.from_settings(small_store, mode)
+    hits = r.retrieve("When is a pregnant woman given tetanus toxoid vaccination?", top_k=3)
+    assert len(hits) == 3
+    # tetanus is TOPICS[4]: page 1 of two.pdf only (label "i"); one.pdf covers TOPICS[0:4]
+    assert (hits[0].file, hits[0].page, hits[0].page_label) == ("two.pdf", 1, "i")
+    assert hits[0].specialty == "pregnancy" and hits[0].chunk_id.startswith("two.pdf::p1::c")
+    if mode == "dense":
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_scores_are_cosine_similarities_in_both_modes(small_store):
+    query = "calcium supplementation and pre-eclampsia"
+    dense = Retriever.from_settings(small_store, "dense").retrieve(query, top_k=8)
+    hybrid = Retriever.from_settings(small_store, "hybrid").retrieve(query, top_k=8)
+    model = embedding_for(small_store)._model
+    q = model.encode(query, normalize_embeddings=True)
+    texts = model.encode([h.text for h in dense + hybrid], normalize_embeddings=True)
+    expected = texts @ q
+    assert np.allclose([h.score for h in dense + hybrid], expected, atol=1e-3)
+    unrelated = Retriever.from_settings(small_store, "dense").retrieve(
+        "quarterly tax filing for a company", 1
+    )
+    assert unrelated[0].score < dense[0].score
+
+
+def test_retrieve_convenience_uses_settings_top_k(small_store):
+    hits = retrieve(TOPICS[1], settings=small_store)
+    assert len(hits) == small_store.top_k and hits[0].file in ("one.pdf", "two.pdf")
+    assert retrieve("   ", settings=small_store) == []
+
+
+def test_search_cli_json_and_from_file(small_store, tmp_path, capsys):
+    from assistant.__main__ import main
+
+    queries = tmp_path / "q.txt"
+    queries.write_text(f"{TOPICS[2]}\n\n{TOPICS[7]}\n")
+    home = str(small_store.home)
+    assert (
+        main(["search", "--home", home, "--top-k", "2", "--json", TOPICS[0], "--from-file", str(queries)])
+        == 0
+    )
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [rec["query"] for rec in lines] == [TOPICS[0], TOPICS[2], TOPICS[7]]
+    for rec in lines:
+        assert len(rec["hits"]) == 2
+        assert set(rec["hits"][0]) == {"file", "page", "page_label", "score", "text"}
+    assert main(["search", "--home", str(tmp_path / "nohome"), "anything"]) == 1
+    assert "python -m ingest" in capsys.readouterr().err
+
+
+def test_real_pdf_question_finds_its_page(data_dir, tmp_path):
+    folder = data_dir / "corpora" / "pregnancy"
+    settings = load_settings({"home": str(tmp_path / "home")}, environ={})
+    ingest_paths(
+        [folder / "NIMH_perinatal_depression.pdf", folder / "NIMH_depression_in_women_4_things_to_know.pdf"],
+        settings,
+    )
+    hits = Retriever.from_settings(settings).retrieve("What are the symptoms of perinatal depression?", 3)
+    assert ("NIMH_perinatal_depression.pdf", 2) in [(h.file, h.page) for h in hits]
+    assert hits[0].title == "Perinatal Depression (NIH Publication No. 23-MH-8116, revised 2023)"
+    assert hits[0].specialty == "pregnancy"
