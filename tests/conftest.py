@@ -56,3 +56,18 @@ def embedder(settings):
     from assistant.models import load_embedder
 
     return load_embedder(None, settings, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def ui_home(tmp_path_factory, settings):
+    """A home with a real Chroma store built from a small written PDF and an (untrained) LoRA adapter."""
+    from assistant.config import load_settings
+    from assistant.ingestion import ingest_paths
+    from tests.helpers import PREGNANCY_PAGES, make_adapter, write_pdf
+
+    home = tmp_path_factory.mktemp("ui-home")
+    local = load_settings({"home": str(home), "specialty": "pregnancy"}, environ={})
+    pdf = write_pdf(home / "pdfs" / "nutrition_guide.pdf", PREGNANCY_PAGES)
+    ingest_paths([pdf], local, specialty="pregnancy")
+    make_adapter(local)
+    return home

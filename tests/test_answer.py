@@ -1,0 +1,128 @@
+"""The answer path end to end: real SmolLM2, a real Chroma store from a written PDF, the adapter format."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from assistant.adapters import AdapterError, AdapterInfo
+from assistant.answer import NO_SUPPORT, Assistant, select_sources
+from assistant.config import load_settings
+from assistant.prompts import compose
+from assistant.safety import EMERGENCY_MESSAGE
+from tests.conftest import REPO
+
+
+@dataclass
+class Passage:
+    text: str
+    score: float
+    file: str = "guide.pdf"
+    page: int = 1
+    page_label: str = ""
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def test_sources_are_the_cited_markers_else_the_top_passages_above_the_bar():
+    passages = [Passage("a", 0.62, page=3), Passage("b", 0.58, page=4), Passage("c", 0.40, page=9)]
+    assert [s.page for s in select_sources("Eat iron-rich food [2].", passages, 0.3)] == [4]
+    assert [s.page for s in select_sources("Eat iron-rich food.", passages, 0.3)] == [3, 4]
+    assert select_sources("Answer [7].", passages, 0.7) == []
+
+
+def test_compose_fits_the_budget_and_trims_a_long_question():
+    hits = [Passage("word " * 50, 0.9), Passage("word " * 50, 0.8), Passage("word " * 50, 0.7)]
+    history = [{"role": "user", "content": "old " * 30}, {"role": "assistant", "content": "reply " * 30}]
+    comp = compose(
+        "q " * 100,
+        hits,
+        history,
+        system_prompt="sys",
+        count_tokens=words,
+        context_tokens=260,
+        max_new_tokens=64,
+        max_question_tokens=40,
+    )
+    assert comp.question_trimmed and words(comp.question) == 40
+    assert len(comp.passages) == 1 and comp.history_turns == 0
+    assert (
+        comp.messages[0] == {"role": "system", "content": "sys"}
+        and "[1] guide.pdf, p. 1:" in comp.messages[-1]["content"]
+    )
+    roomy = compose(
+        "q", hits, history, system_prompt="sys", count_tokens=words, context_tokens=4096, max_new_tokens=64
+    )
+    assert len(roomy.passages) == 3 and roomy.history_turns == 2 and len(roomy.messages) == 4
+    with pytest.raises(ValueError, match="empty"):
+        compose("  ", hits, [], system_prompt="s", count_tokens=words, context_tokens=100, max_new_tokens=10)
+
+
+@pytest.fixture(scope="module")
+def bot(ui_home):
+    settings = load_settings({"home": str(ui_home), "max_new_tokens": 40}, environ={})
+    return Assistant.from_settings(settings, "auto")
+
+
+def test_answer_cites_the_page_that_holds_the_answer(bot):
+    answer = bot.ask("What should I eat during the third trimester?", seed=0).collect()
+    assert answer.answer.strip() and answer.adapter and not answer.emergency
+    assert answer.sources and answer.sources[0].file == "nutrition_guide.pdf" and answer.sources[0].page == 1
+    assert answer.ttft_ms > 0 and answer.tokens_per_s > 0 and answer.retrieval_ms > 0
+
+
+def test_unsupported_question_says_so_and_cites_nothing(bot):
+    answer = bot.ask("How do I replace the clutch on a diesel van?", seed=0).collect()
+    assert "no_support" in answer.flags and answer.sources == [] and answer.answer.startswith(NO_SUPPORT)
+
+
+def test_red_flag_gets_the_emergency_message_before_the_answer(bot):
+    answer = bot.ask("I'm 30 weeks pregnant and there is heavy bleeding", seed=0).collect()
+    assert answer.emergency and answer.answer.startswith(EMERGENCY_MESSAGE)
+
+
+def test_adapter_for_another_base_model_is_refused(ui_home, tmp_path):
+    import shutil
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(next((ui_home / "runs").glob("*/adapter")), adapter)
+    info = AdapterInfo.load(adapter)
+    info.base_model = "meta-llama/Llama-3.2-1B-Instruct"
+    info.save(adapter)
+    with pytest.raises(AdapterError, match="trained on 'meta-llama/Llama-3.2-1B-Instruct'.*SmolLM2"):
+        Assistant.from_settings(load_settings({"home": str(ui_home)}, environ={}), adapter)
+
+
+def test_chat_cli_json(ui_home):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "chat",
+            "--json",
+            "--max-new-tokens",
+            "24",
+            "--seed",
+            "0",
+            "Should newborns be breastfed?",
+            "   ",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env={**__import__("os").environ, "LLAMA_MD_HOME": str(ui_home)},
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["question"] == "Should newborns be breastfed?"
+    assert rows[0]["sources"][0]["file"] == "nutrition_guide.pdf" and rows[0]["sources"][0]["page"] == 2
+    assert set(rows[0]) >= {"answer", "emergency", "ttft_ms", "tokens_per_s"}
+    assert "adapter:" in out.stderr and "The question is empty" in out.stderr

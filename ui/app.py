@@ -1,0 +1,169 @@
+"""llama-md chat: retrieval-grounded answers from the fine-tuned generator, with page citations.
+
+    streamlit run ui/app.py            # http://localhost:8501
+
+Models and the store load once per process (st.cache_resource); the chat lives in st.session_state.messages and
+in SQLite under $LLAMA_MD_HOME/chats, so a reload (same ?session= URL) keeps it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from assistant.adapters import AdapterError
+from assistant.answer import Assistant
+from assistant.chats import ChatHistory
+from assistant.config import ConfigError, load_settings
+from assistant.models import ModelUnavailableError
+from assistant.safety import DISCLAIMER
+from assistant.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
+from corpora import CorpusError, load_corpus
+
+st.set_page_config(page_title="llama-md", page_icon="🩺", layout="wide")
+
+
+@st.cache_resource(show_spinner="Loading the model and the document store...")
+def load_assistant(home: str) -> Assistant:
+    return Assistant.from_settings(load_settings({"home": home}), "auto")
+
+
+try:
+    settings = load_settings()
+    bot = load_assistant(str(settings.home))
+except (ConfigError, AdapterError, ModelUnavailableError) as exc:
+    st.error(str(exc))
+    st.stop()
+except Exception as exc:  # noqa: BLE001 - e.g. StoreError for a store built with another embedding model
+    st.error(f"{type(exc).__name__}: {exc}")
+    st.stop()
+
+history = ChatHistory(settings.chats_dir)
+session_id = st.query_params.get("session")
+if not session_id or not history.exists(session_id):
+    session_id = history.new_session()
+    st.query_params["session"] = session_id
+if st.session_state.get("session_id") != session_id:
+    st.session_state.session_id = session_id
+    st.session_state.messages = history.messages(session_id)
+
+# Sidebar: what is loaded, and the settings ----------------------------------------------------------------
+with st.sidebar:
+    st.header("llama-md")
+    try:
+        specialty = load_corpus(settings.specialty).display_name if settings.specialty else "not chosen"
+    except CorpusError:
+        specialty = settings.specialty
+    st.markdown(f"**Specialty:** {specialty}")
+    gen = bot.generator
+    st.markdown(f"**Model:** `{gen.base_model}`")
+    st.markdown(f"**Adapter:** `{gen.adapter_dir.parent.name if gen.adapter_dir else 'none'}`")
+    if bot.retriever is not None:
+        st.markdown(f"**Library:** {bot.retriever.count()} passages")
+    else:
+        st.info(bot.store_error or "No document store: build it with `python -m ingest --specialty NAME`.")
+    if gen.adapter_dir is None:
+        st.info("No fine-tuned adapter: train one with `python -m finetune --preset smollm2-135m`.")
+    top_k = st.slider("top_k (passages)", 1, 10, settings.top_k)
+    temperature = st.slider("temperature", 0.0, 1.5, settings.temperature, 0.05)
+    max_new_tokens = st.slider("max_new_tokens", 32, 1024, settings.max_new_tokens, 32)
+    use_rag = st.toggle("Retrieval", value=bot.retriever is not None, disabled=bot.retriever is None)
+    use_adapter = st.toggle("Fine-tuned adapter", value=gen.has_adapter, disabled=not gen.has_adapter)
+    compare = st.toggle(
+        "Compare base vs fine-tuned", value=False, disabled=not gen.has_adapter, key="compare"
+    )
+    if st.button("New chat"):
+        st.query_params["session"] = history.new_session()
+        st.rerun()
+
+    st.subheader("Add PDFs to the library")
+    uploads = st.file_uploader(
+        "PDF files",
+        type=["pdf"],
+        accept_multiple_files=True,
+        max_upload_size=MAX_UPLOAD_BYTES // 2**20,
+        key="uploads",
+    )
+    if uploads and st.button("Ingest uploaded PDFs", key="ingest"):
+        saved = []
+        for upload in uploads:
+            try:
+                saved.append(save_upload(upload.name, upload.getvalue(), settings.home / "uploads"))
+            except UploadError as exc:
+                st.error(str(exc))
+        if saved:
+            from assistant.ingestion import ingest_paths
+
+            bar = st.progress(0.0, text="Ingesting...")
+            report = ingest_paths(
+                saved,
+                settings,
+                specialty=settings.specialty or "uploads",
+                progress=lambda done, total, name: bar.progress(done / total, text=name),
+            )
+            st.success(f"Ingested {len(saved)} file(s): {report}")
+            load_assistant.clear()
+            st.rerun()
+
+st.title("llama-md")
+st.caption(DISCLAIMER)
+
+
+def show_sources(sources: list[dict]) -> None:
+    for src in sources:
+        label = src.get("page_label") or src["page"]
+        with st.expander(f"[{src['number']}] {src['file']}, page {label} (score {src['score']:.2f})"):
+            st.write(src["text"])
+
+
+def answer_into(container, question: str, past: list[dict], adapter_on: bool) -> dict:
+    """Stream one answer into ``container``; returns the assistant message to store."""
+    stream = bot.ask(
+        question,
+        past,
+        use_rag=use_rag,
+        use_adapter=adapter_on,
+        top_k=top_k,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+    )
+    with container:
+        if stream.answer.emergency:
+            st.error("Red-flag symptoms detected: seek emergency care now.")
+        text = st.write_stream(stream)
+        answer = stream.answer
+        sources = [vars(s) for s in answer.sources]
+        show_sources(sources)
+        st.caption(f"{answer.ttft_ms:.0f} ms to first token · {answer.tokens_per_s:.1f} tokens/s")
+    return {
+        "role": "assistant",
+        "content": text if isinstance(text, str) else answer.answer,
+        "sources": sources,
+    }
+
+
+for message in st.session_state.messages:
+    with st.chat_message(message["role"]):
+        st.markdown(message["content"])
+        show_sources(message.get("sources", []))
+
+question = st.chat_input("Ask about symptoms, pregnancy, medicines...")
+if question is not None:
+    if not question.strip():
+        st.warning("The question is empty: type a question about your health or the documents.")
+        st.stop()
+    past = [{"role": m["role"], "content": m["content"]} for m in st.session_state.messages]
+    with st.chat_message("user"):
+        st.markdown(question)
+    st.session_state.messages.append({"role": "user", "content": question, "sources": []})
+    history.add(session_id, "user", question)
+    with st.chat_message("assistant"):
+        if compare:
+            left, right = st.columns(2)
+            left.markdown("**Base model**")
+            right.markdown("**Fine-tuned**")
+            answer_into(left, question, past, adapter_on=False)
+            message = answer_into(right, question, past, adapter_on=True)
+        else:
+            message = answer_into(st.container(), question, past, adapter_on=use_adapter)
+    st.session_state.messages.append(message)
+    history.add(session_id, "assistant", message["content"], message["sources"])
