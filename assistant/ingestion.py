@@ -312,7 +312,7 @@ def ingest_paths(
                 seen[path.name] = sha
                 spec, title = known.get(path.name, (None, None))
                 meta = {"specialty": specialty or spec or settings.specialty or "", "title": title}
-                _ingest_file(path, sha, meta, pipeline, collection, docstore, result)
+                _ingest_file(path, sha, meta, pipeline, collection, docstore, result, show_progress)
                 st.save_docstore(docstore, ds_path)
         except PdfError as exc:
             result.status, result.reason = exc.status, str(exc)
@@ -340,7 +340,14 @@ def ingest_paths(
 
 
 def _ingest_file(
-    path: Path, sha: str, meta: dict, pipeline, collection, docstore, result: FileResult
+    path: Path,
+    sha: str,
+    meta: dict,
+    pipeline,
+    collection,
+    docstore,
+    result: FileResult,
+    show_progress: bool = False,
 ) -> None:
     """Add or refresh one PDF; fills ``result``. Raises PdfError before anything is written."""
     from llama_index.core import Document
@@ -378,7 +385,7 @@ def _ingest_file(
     for number in old_pages - {p.number for p in pdf.pages}:  # pages gone from the new version
         pipeline.vector_store.delete(page_doc_id(name, number))
         docstore.delete_document(page_doc_id(name, number), raise_error=False)
-    nodes = pipeline.run(documents=docs, store_doc_text=False, show_progress=False)
+    nodes = pipeline.run(documents=docs, store_doc_text=False, show_progress=show_progress)
     after = _count_file(name, collection)
     # file record last: it claims the file is complete
     docstore.add_documents(

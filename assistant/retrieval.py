@@ -151,6 +151,7 @@ class Retriever:
                 from llama_index.core.schema import TextNode
                 from llama_index.retrievers.bm25 import BM25Retriever
 
+                logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
                 data = self.collection.get(include=["documents"])
                 nodes = [
                     TextNode(id_=i, text=t or "") for i, t in zip(data["ids"], data["documents"], strict=True)
