@@ -85,6 +85,10 @@ def load_table(source: str | Path, split: str = "train") -> Dataset:
     except DatasetError:
         raise
     except Exception as exc:  # datasets raises many types for unreadable data / no network
+        if path.is_file() and (path.stat().st_size == 0 or "corresponds to no data" in str(exc)):  # no rows
+            raise DatasetError(
+                f"Dataset file {path} is empty (0 rows). Fix: give a file with questions."
+            ) from exc
         raise DatasetError(
             f"Could not load dataset {str(source)!r}: {type(exc).__name__}: {exc}. Fix: for a hub id you must be "
             "online (or have it cached); for a file check that it is valid json/jsonl/csv/parquet."

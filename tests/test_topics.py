@@ -215,6 +215,18 @@ def test_empty_dataset(settings):
         model_topics(Dataset.from_dict({"input": [], "output": []}), settings)
 
 
+@pytest.mark.parametrize(
+    "name, content", [("empty.json", "[]"), ("empty.jsonl", ""), ("header.csv", "input,output\n")]
+)
+def test_empty_files_say_so(name, content, tmp_path, capsys):
+    from assistant.__main__ import main
+
+    (tmp_path / name).write_text(content)
+    assert main(["topics", str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2
+    assert "is empty (0 rows)" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "topics.json").exists()
+
+
 def test_unknown_column_lists_columns(settings):
     data = Dataset.from_dict({"input": ["a"], "output": ["b"]})
     with pytest.raises(DatasetError, match=r"'symptom' not found; the dataset has \['input', 'output'\]"):
