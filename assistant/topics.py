@@ -382,7 +382,7 @@ def plot_topics(report: TopicReport, path: Path) -> Path:
     palette = plt.get_cmap("tab10")
     colours = {s: ("0.6" if s == OTHER else palette(i)) for i, s in enumerate(specialties)}
     topics = report.topics[::-1]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(topics) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(topics) + 1.5))
     ax.barh(
         [f"#{t.id} {', '.join(t.keywords[:3])}" for t in topics],
         [t.size for t in topics],
@@ -392,10 +392,11 @@ def plot_topics(report: TopicReport, path: Path) -> Path:
         ax.bar(0, 0, color=colours[s], label=s)
     ax.legend(title="specialty", loc="lower right")
     ax.set_xlabel("questions")
-    ax.set_title(
-        f"Top {len(topics)} topics of {report.n_questions} questions ({Path(report.dataset).name}); "
-        f"pick: {report.specialty}",
-        fontsize=10,
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in report.specialty_shares.items())
+    fig.suptitle(
+        f"Top {len(topics)} of {report.n_topics or len(topics)} topics, {report.n_questions} questions "
+        f"({Path(report.dataset).name})\nall questions: {shares}; pick: {report.specialty}",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
