@@ -133,6 +133,19 @@ class IngestReport:
         return "\n".join(lines)
 
 
+def _length_sorter():
+    """A pipeline step that orders chunks by length before embedding, so each embedding batch holds chunks of
+    similar length and pads little (sentence-transformers' ``encode`` sorts the same way, but only within the
+    batch llama-index hands it)."""
+    from llama_index.core.schema import TransformComponent
+
+    class SortByLength(TransformComponent):
+        def __call__(self, nodes, **kwargs):
+            return sorted(nodes, key=lambda node: len(node.get_content()))
+
+    return SortByLength()
+
+
 def chunk_id(i: int, page_doc) -> str:
     """Deterministic id of the i-th chunk of a page document: ``<file>::p<page>::c<i>``."""
     return f"{page_doc.id_}::c{i}"
@@ -284,7 +297,7 @@ def ingest_paths(
     docstore = st.load_docstore(ds_path)
     vector_store = ChromaVectorStore(chroma_collection=collection)
     pipeline = IngestionPipeline(
-        transformations=[splitter, embed_model],
+        transformations=[splitter, _length_sorter(), embed_model],
         vector_store=vector_store,
         docstore=docstore,
         docstore_strategy=DocstoreStrategy.UPSERTS,

@@ -30,7 +30,7 @@ from assistant.config import Settings
 logger = logging.getLogger(__name__)
 
 MODES = ("dense", "hybrid")
-DEFAULT_MODE = "dense"
+DEFAULT_MODE = "hybrid"  # recall@5 0.96 vs 0.88, MRR@5 0.75 vs 0.65 on the pregnancy page questions
 CANDIDATES = 30  # per retriever, before fusion
 RRF_K = 60
 
