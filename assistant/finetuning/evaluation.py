@@ -1,0 +1,97 @@
+"""In-run evaluation helpers: does the model end its answers by itself, and sample answers for the report.
+
+The stop rate is the share of held-out prompts whose greedy answer (repetition penalty 1.1, as in the chat)
+emits an end-of-turn / EOS token within ``max_new_tokens``. A model that never stops is the classic symptom of
+an untrained end-of-turn token (see :mod:`assistant.finetuning.dataprep`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from assistant.data import Pair
+from assistant.finetuning.dataprep import chat_messages
+
+logger = logging.getLogger(__name__)
+
+REPETITION_PENALTY = 1.1
+"""Same as the chat's default (assistant.config.Settings.repetition_penalty)."""
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    stopped: bool
+    new_tokens: int
+
+
+def stop_token_ids(tokenizer, stop_tokens: list[str]) -> list[int]:
+    """Ids of ``stop_tokens`` plus the tokenizer's EOS (unknown tokens left out)."""
+    ids = {tokenizer.convert_tokens_to_ids(t) for t in stop_tokens} | {tokenizer.eos_token_id}
+    return sorted(i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id)
+
+
+@torch.no_grad()
+def generate_answers(
+    model,
+    tokenizer,
+    pairs: list[Pair],
+    system_prompt: str,
+    stop_ids: list[int],
+    *,
+    max_new_tokens: int = 256,
+    batch_size: int = 16,
+    fold_system: bool = False,
+) -> list[Answer]:
+    """Greedy answers to ``pairs``' questions, batched with left padding; ``stopped`` = a stop id was emitted."""
+    was_training, side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    answers = []
+    try:
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs[start : start + batch_size]
+            texts = [
+                tokenizer.apply_chat_template(
+                    chat_messages(system_prompt, p.question, fold_system=fold_system),
+                    tokenize=False,
+                    add_generation_prompt=True,
+                )
+                for p in batch
+            ]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                model.device
+            )
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                repetition_penalty=REPETITION_PENALTY,
+                eos_token_id=stop_ids,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            for pair, row in zip(batch, out[:, enc["input_ids"].shape[1] :], strict=True):
+                ids = row.tolist()
+                stop_at = next((i for i, t in enumerate(ids) if t in stop_ids), None)
+                kept = ids if stop_at is None else ids[:stop_at]
+                answers.append(
+                    Answer(
+                        pair.question,
+                        tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                        stop_at is not None,
+                        len(kept) + (stop_at is not None),
+                    )
+                )
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return answers
+
+
+def stop_rate(answers: list[Answer]) -> float | None:
+    """Share of answers that ended on a stop token (None for no answers)."""
+    return sum(a.stopped for a in answers) / len(answers) if answers else None

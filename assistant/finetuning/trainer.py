@@ -1,0 +1,73 @@
+"""trl's SFTTrainer with the run's guards wired in: NaN reporting/injection and real-token throughput."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from trl import SFTTrainer
+
+
+class GuardedSFTTrainer(SFTTrainer):
+    """SFTTrainer that reports every micro-batch loss to a :class:`~assistant.finetuning.guards.NanGuard`,
+    can make chosen steps' losses NaN (``inject_nan_steps``, 1-based optimizer steps; a testing aid), and logs
+    real (non-padding) tokens per second and the padding share of the batches."""
+
+    def __init__(self, *args, guard, inject_nan_steps=(), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = guard
+        self.inject_nan_steps = set(inject_nan_steps)
+        self.real_tokens = 0
+        self.slot_tokens = 0
+        self.eval_seconds = 0.0
+        self._train_started: float | None = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if not model.training:
+            return result
+        loss = result[0] if return_outputs else result
+        if self.state.global_step + 1 in self.inject_nan_steps:
+            loss = loss * torch.tensor(float("nan"), device=loss.device)
+        self.guard.observe_loss(loss)
+        return (loss, result[1]) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._train_started is None:
+            self._train_started, self.eval_seconds = time.perf_counter(), 0.0
+        ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask")
+        self.real_tokens += int(mask.sum()) if mask is not None else ids.numel()
+        self.slot_tokens += ids.numel()
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def evaluate(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self.eval_seconds += time.perf_counter() - started
+
+    @property
+    def train_seconds(self) -> float:
+        """Wall time since the first training step of this process, evaluations excluded."""
+        if self._train_started is None:
+            return 0.0
+        return time.perf_counter() - self._train_started - self.eval_seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Real (non-padding) tokens per second of training wall time (evaluations excluded)."""
+        seconds = self.train_seconds
+        return self.real_tokens / seconds if seconds > 0 else 0.0
+
+    @property
+    def padding_share(self) -> float:
+        """Share of batch positions that were padding."""
+        return 1 - self.real_tokens / self.slot_tokens if self.slot_tokens else 0.0
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs["tokens_per_second"] = round(self.tokens_per_second, 1)
+            logs["padding_share"] = round(self.padding_share, 4)
+        super().log(logs, start_time)

@@ -1,0 +1,231 @@
+"""Training runs on a tiny Llama (hidden 64, 2 layers, SmolLM2's tokenizer) built locally: adapter format,
+loss falls, NaN guards, freezing, full fine-tuning, merge, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from assistant.adapters import AdapterInfo
+from assistant.finetuning.config import FinetuneConfig
+from assistant.finetuning.report import REPORT_KEYS
+from assistant.finetuning.training import RunFolderError, TrainingDiverged, main
+from tests.test_finetune_data import qa_rows, write_jsonl
+
+
+@pytest.fixture(scope="session")
+def tiny_model(settings, tmp_path_factory) -> Path:
+    """A random tiny Llama saved with the bundled SmolLM2 tokenizer (the recipe of trl's tiny test models)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from assistant.models import load_tokenizer
+
+    tokenizer = load_tokenizer(None, settings)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> str:
+    return write_jsonl(tmp_path_factory.mktemp("ft-data") / "qa.jsonl", qa_rows(40))
+
+
+def tiny_config(tiny_model, tiny_dataset, out: Path, **kw) -> FinetuneConfig:
+    values = dict(
+        model=str(tiny_model),
+        dataset=tiny_dataset,
+        output_dir=out,
+        home=out.parent / "home",
+        eval_samples=8,
+        max_samples=32,
+        max_steps=4,
+        save_steps=2,
+        logging_steps=1,
+        learning_rate=1e-2,
+        stop_prompts=2,
+        sample_answers=2,
+        max_new_tokens=4,
+        precision="fp32",
+    )
+    return FinetuneConfig.from_preset("smollm2-135m", **{**values, **kw})
+
+
+def lora_b_norm(adapter_dir: Path) -> float:
+    from safetensors.torch import load_file
+
+    tensors = load_file(adapter_dir / "adapter_model.safetensors")
+    return sum(float(t.norm()) for k, t in tensors.items() if "lora_B" in k)
+
+
+def test_lora_run_writes_the_shared_adapter_format_and_learns(tiny_model, tiny_dataset, tmp_path):
+    report = main(tiny_config(tiny_model, tiny_dataset, tmp_path / "run"))
+    run = tmp_path / "run"
+    adapter = run / "adapter"
+    info = AdapterInfo.load(adapter)
+    assert info.base_model == str(tiny_model) and info.preset == "smollm2-135m"
+    assert info.stop_tokens == ["<|im_end|>"] and info.system_prompt.startswith("If you are a doctor")
+    assert "<|im_start|>" in info.chat_template and not info.full_model
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "tokenizer_config.json").is_file()
+    assert lora_b_norm(adapter) > 0  # LoRA B starts at zero: the adapter was trained
+    assert report["eval_loss_after"] < report["eval_loss_before"]
+    assert report["global_step"] == 4 and report["nan_skipped_steps"] == 0
+    saved = json.loads((run / "report.json").read_text())
+    assert set(REPORT_KEYS) <= set(saved) and len(saved["samples"]) == 2
+    assert json.loads((run / "config.json").read_text())["resolved"]["end_of_turn"] == "<|im_end|>"
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("tokens_per_second" in row and row["tokens_per_second"] > 0 for row in logged)
+    assert (run / "loss.png").stat().st_size > 0 and any((run / "tensorboard").iterdir())
+    assert sorted(p.name for p in (run / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-2",
+        "checkpoint-4",
+    ]
+
+
+def test_a_folder_holding_a_run_is_refused_unless_overwrite(tiny_model, tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    with pytest.raises(RunFolderError, match="--resume"):
+        main(tiny_config(tiny_model, tiny_dataset, out, max_steps=1))
+    assert (out / "config.json").read_text() == "{}"  # nothing touched
+    with pytest.raises(RunFolderError, match="no checkpoint"):
+        main(tiny_config(tiny_model, tiny_dataset, out, max_steps=1, resume=True))
+
+
+def test_injected_nan_steps_are_skipped_rolled_back_and_the_adapter_stays_finite(
+    tiny_model, tiny_dataset, tmp_path
+):
+    report = main(
+        tiny_config(
+            tiny_model,
+            tiny_dataset,
+            tmp_path / "run",
+            max_steps=8,
+            inject_nan_steps=[3, 5, 6, 7],
+            nan_patience=3,
+            stop_prompts=0,
+            sample_answers=0,
+        )
+    )
+    assert report["nan_skipped_steps"] == 4 and report["nan_skipped_at"] == [3, 5, 6, 7]
+    assert report["rollbacks"] == 1 and report["rollback_at"] == [7]
+    assert report["global_step"] == 8
+    from safetensors.torch import load_file
+
+    weights = load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    assert lora_b_norm(tmp_path / "run" / "adapter") > 0
+
+
+def test_persistent_nan_stops_after_max_rollbacks_and_keeps_the_last_good_adapter(
+    tiny_model, tiny_dataset, tmp_path
+):
+    with pytest.raises(TrainingDiverged, match="max-rollbacks"):
+        main(
+            tiny_config(
+                tiny_model,
+                tiny_dataset,
+                tmp_path / "run",
+                max_steps=8,
+                inject_nan_steps=[3, 4, 5, 6, 7, 8],
+                nan_patience=2,
+                max_rollbacks=1,
+                stop_prompts=0,
+                sample_answers=0,
+            )
+        )
+    from safetensors.torch import load_file
+
+    weights = load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    assert lora_b_norm(tmp_path / "run" / "adapter") > 0  # steps 1-2 were good and are kept
+
+
+def test_freeze_ratio_puts_lora_only_on_the_last_layers(tiny_model, tiny_dataset, tmp_path):
+    main(
+        tiny_config(
+            tiny_model,
+            tiny_dataset,
+            tmp_path / "run",
+            freeze_ratio=0.5,
+            max_steps=2,
+            stop_prompts=0,
+            sample_answers=0,
+        )
+    )
+    from safetensors.torch import load_file
+
+    keys = load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors").keys()
+    assert keys and all(".layers.1." in k for k in keys)
+
+
+def test_full_fine_tuning_with_frozen_layers_changes_only_the_unfrozen_ones(
+    tiny_model, tiny_dataset, tmp_path
+):
+    from safetensors.torch import load_file
+
+    main(
+        tiny_config(
+            tiny_model,
+            tiny_dataset,
+            tmp_path / "run",
+            full=True,
+            freeze_ratio=0.5,
+            max_steps=2,
+            learning_rate=1e-3,
+            stop_prompts=0,
+            sample_answers=0,
+        )
+    )
+    adapter = tmp_path / "run" / "adapter"
+    assert AdapterInfo.load(adapter).full_model
+    before, after = load_file(tiny_model / "model.safetensors"), load_file(adapter / "model.safetensors")
+    layer0 = [k for k in before if ".layers.0." in k]
+    layer1 = [k for k in before if ".layers.1." in k and k.endswith("proj.weight")]
+    assert all(torch.equal(before[k], after[k]) for k in layer0)
+    assert any(not torch.equal(before[k], after[k]) for k in layer1)
+
+
+def test_merge_writes_a_full_model_that_matches_base_plus_adapter(tiny_model, tiny_dataset, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    main(
+        tiny_config(
+            tiny_model,
+            tiny_dataset,
+            tmp_path / "run",
+            merge=True,
+            max_steps=2,
+            stop_prompts=0,
+            sample_answers=0,
+        )
+    )
+    merged_dir = tmp_path / "run" / "merged"
+    assert (merged_dir / "model.safetensors").is_file() and AdapterInfo.load(merged_dir).full_model
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    peft = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), tmp_path / "run" / "adapter"
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, peft.eval()(ids).logits, atol=1e-4, rtol=1e-4)
