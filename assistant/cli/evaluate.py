@@ -1,0 +1,87 @@
+"""Evaluate base vs RAG vs fine-tuned vs fine-tuned + RAG on the real evaluation sets, in one report.
+
+    python -m assistant evaluate                                   # quick suite, all four variants, newest run
+    python -m assistant evaluate --suite full --out eval/full
+    python -m assistant evaluate --adapter .llama-md/runs/RUN --variants base,ft
+    python -m assistant evaluate --variants base,rag --parts closed,safety
+
+Writes report.md, report.json and one PNG per suite into --out (default $LLAMA_MD_HOME/eval/<UTC time>).
+Evaluation sets are read from $LLAMA_MD_DATA_DIR/eval (e.g. ../shared/eval). Greedy decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from assistant.config import load_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--suite",
+        choices=("quick", "full"),
+        default="quick",
+        help="quick: samples, < 15 min on 2 CPU cores; full: every item",
+    )
+    parser.add_argument(
+        "--adapter",
+        help="adapter or run folder (default: newest run in $LLAMA_MD_HOME/runs); 'none' = no adapter",
+    )
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated subset of base,rag,ft,ft+rag (default: all four)"
+    )
+    parser.add_argument(
+        "--parts",
+        default="patient,closed,retrieval,safety",
+        help="comma-separated suites to run (default: all)",
+    )
+    parser.add_argument("--out", type=Path, help="output folder (default: $LLAMA_MD_HOME/eval/<UTC time>)")
+    parser.add_argument("--data-dir", help="folder with eval/ and datasets/ (default: $LLAMA_MD_DATA_DIR)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed for the item samples (default 0)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's choice); 1 is much faster on a CPU shared with other jobs",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from assistant.adapters import AdapterError
+    from assistant.evaluation.report import write_report
+    from assistant.evaluation.runner import EvalConfig, EvaluationError, evaluate
+    from assistant.evaluation.suites import EvalSetError
+    from assistant.models import ModelUnavailableError
+    from assistant.store import StoreError
+
+    settings = load_settings({"data_dir": args.data_dir})
+    adapter = None if (args.adapter or "").lower() == "none" else (args.adapter or "auto")
+    variants = tuple(v.strip() for v in (args.variants or "base,rag,ft,ft+rag").split(",") if v.strip())
+    try:
+        cfg = EvalConfig(
+            suite=args.suite,
+            variants=variants,
+            adapter=adapter,
+            parts=tuple(p.strip() for p in args.parts.split(",") if p.strip()),
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = args.out or settings.home / "eval" / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    print(f"evaluate: suite {cfg.suite}, variants {','.join(cfg.variants)}, out {out}", file=sys.stderr)
+    try:
+        results = evaluate(cfg, settings)
+    except (AdapterError, StoreError, ModelUnavailableError, EvaluationError, EvalSetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path = write_report(results, out)
+    print(path.read_text())
+    print(f"report: {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,118 @@
+"""Held-out patient-doctor pairs of a fine-tune run, checked never to have been trained on.
+
+A run saves its resolved configuration (``<run>/config.json``: dataset, seed, eval_fraction / eval_samples,
+max_samples, specialty, and the data counts) but not the held-out rows themselves. So the split is rebuilt with
+the fine-tune's own functions (:mod:`assistant.finetuning.dataprep`: ``load_table`` -> ``to_pairs`` ->
+``clean_pairs`` -> ``filter_specialty`` -> ``split_pairs``) and checked against the run before use:
+
+1. the rebuilt counts (rows, empty, duplicates, other specialty, held-out size) equal the run's ``config.json``;
+2. the questions of the run's ``report.json`` samples (drawn from the start of its held-out list) are the first
+   rebuilt held-out questions, in order;
+3. held-out pairs whose question text also occurs among the training pairs are dropped (``clean_pairs`` only
+   removes exact (question, answer) duplicates, so a question can repeat with another answer).
+
+When a check fails the set is skipped and the report says why; nothing unverified is scored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from assistant.config import Settings
+from assistant.evaluation.suites import OpenItem, sample
+
+logger = logging.getLogger(__name__)
+
+COUNT_KEYS = ("rows", "empty", "duplicates", "other_specialty")
+
+
+def run_folder(adapter_dir: Path) -> Path:
+    """The run folder of an adapter (``<run>/adapter`` -> ``<run>``)."""
+    adapter_dir = Path(adapter_dir)
+    return adapter_dir.parent if adapter_dir.name == "adapter" else adapter_dir
+
+
+def resolve_dataset(raw: str, settings: Settings, run_dir: Path) -> Path | None:
+    """The run's dataset file: as written, relative to the run's home, or by name under ``data_dir/datasets``."""
+    candidates = [Path(raw), run_dir.parent.parent.parent / raw]
+    if settings.data_dir is not None:
+        candidates.append(Path(settings.data_dir) / "datasets" / Path(raw).name)
+    return next((p for p in candidates if p.exists()), None)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def heldout_pairs(settings: Settings, adapter_dir: Path | None, size: int | None, seed: int):
+    """``(items, note)``: the run's verified held-out pairs (a ``size`` sample), or ``(None, why)``.
+
+    Args:
+        settings: ``data_dir`` is searched for the dataset when the run's path does not exist here.
+        adapter_dir: the adapter (or run) folder; None when no adapter is evaluated.
+        size: pairs to sample (None = all held-out pairs).
+        seed: sampling seed.
+    """
+    if adapter_dir is None:
+        return (
+            None,
+            "skipped: no fine-tune run, so no held-out split to check against (pass --adapter RUN_DIR)",
+        )
+    run_dir = run_folder(adapter_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        return None, f"skipped: {config_path} is missing, so the run's split can't be rebuilt"
+    from assistant.data import load_table, to_pairs
+    from assistant.finetuning.dataprep import DataCounts, clean_pairs, filter_specialty, split_pairs
+
+    cfg = json.loads(config_path.read_text())
+    dataset = resolve_dataset(str(cfg.get("dataset", "")), settings, run_dir)
+    if dataset is None:
+        return (
+            None,
+            f"skipped: the run's dataset {cfg.get('dataset')!r} is not found here (set LLAMA_MD_DATA_DIR)",
+        )
+    counts = DataCounts()
+    pairs, _ = to_pairs(load_table(dataset))
+    counts.rows = len(pairs)
+    pairs = clean_pairs(pairs, counts)
+    if cfg.get("specialty"):
+        before = len(pairs)
+        pairs = filter_specialty(pairs, cfg["specialty"], settings)
+        counts.other_specialty = before - len(pairs)
+    train, held = split_pairs(
+        pairs,
+        eval_fraction=float(cfg["eval_fraction"]),
+        eval_samples=cfg.get("eval_samples"),
+        seed=int(cfg["seed"]),
+    )
+    if cfg.get("max_samples") is not None:
+        train = train[: int(cfg["max_samples"])]
+    run_counts = (cfg.get("resolved") or {}).get("data") or {}
+    ours = counts.to_dict() | {"eval": len(held)}
+    differ = {
+        k: (run_counts.get(k), ours[k])
+        for k in (*COUNT_KEYS, "eval")
+        if k in run_counts and run_counts[k] != ours[k]
+    }
+    if differ:
+        return None, f"skipped: the rebuilt split differs from the run's config.json (run, rebuilt): {differ}"
+    report_path = run_dir / "report.json"
+    samples = json.loads(report_path.read_text()).get("samples", []) if report_path.is_file() else []
+    expected = [s.get("question", "") for s in samples]
+    if expected and [p.question for p in held[: len(expected)]] != expected:
+        return None, "skipped: the run's report.json sample questions are not the rebuilt held-out questions"
+    trained = {_norm(p.question) for p in train}
+    kept = [p for p in held if _norm(p.question) not in trained]
+    items = [OpenItem(f"heldout-{i}", p.question, p.answer) for i, p in enumerate(kept)]
+    note = (
+        f"Held-out split of run {run_dir.name} rebuilt with assistant.finetuning.dataprep (dataset {dataset.name}, "
+        f"seed {cfg['seed']}, eval_fraction {cfg['eval_fraction']}, eval_samples {cfg.get('eval_samples')}): "
+        f"{len(held)} held-out pairs, counts equal to the run's config.json"
+        f"{f', first {len(expected)} questions equal to its report samples' if expected else ''}; "
+        f"{len(held) - len(kept)} dropped because their question also occurs in training; "
+        f"{min(len(items), size or len(items))} sampled (seed {seed})."
+    )
+    return sample(items, size, seed), note
