@@ -7,9 +7,9 @@ Pipeline (BERTopic, Grootendorst 2022, https://arxiv.org/abs/2203.05794):
 2. Reduce to 5 dimensions with UMAP (``n_neighbors=15, min_dist=0.0, metric="cosine"``, BERTopic's defaults)
    with ``random_state=seed``. A fixed seed makes UMAP single-threaded: slower, but the same seed gives the same
    topics.
-3. Cluster with **KMeans** (``random_state=seed, n_init=10``) rather than BERTopic's default HDBSCAN. HDBSCAN leaves
-   a large share of short, templated questions as outliers (topic -1), so topic shares would not add up and the
-   specialty shares would depend on the outlier handling; KMeans puts every question in a topic and lets us choose
+3. Cluster with **KMeans** (``random_state=seed, n_init=10``) rather than BERTopic's default HDBSCAN. HDBSCAN can leave
+   many questions as outliers (topic -1; not measured here), so topic shares would not add up and the specialty
+   shares would depend on the outlier handling; KMeans puts every question in a topic and lets us choose
    the number of topics: about one per 100 questions, at least 10 (the report shows 10) and at most 40
    (:func:`topic_count`). Fewer than ``10 * MIN_TOPIC_SIZE`` questions give fewer topics (logged as a warning).
 4. Keywords per topic from BERTopic's class-based TF-IDF over uni- and bigrams, English stop words plus the
@@ -282,6 +282,14 @@ def model_topics(
         )
     counts: dict[str, int] = {}
     for topic in all_topics:
+        logger.debug(
+            "topic %d: %d questions -> %s (cos %.2f) %s",
+            topic.id,
+            topic.size,
+            topic.specialty,
+            topic.similarity,
+            ", ".join(topic.keywords[:5]),
+        )
         counts[topic.specialty] = counts.get(topic.specialty, 0) + topic.size
     shares = {k: round(v / n, 4) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
     picked = next((k for k in shares if k != OTHER), None)
