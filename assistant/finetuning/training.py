@@ -114,8 +114,8 @@ def _training_args(cfg: FinetuneConfig, run_dir: Path, precision, device: str, h
         bf16=precision.mode == "bf16",
         fp16=precision.mode == "fp16",
         use_cpu=device == "cpu",
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5.x name of gradient checkpointing
+        activation_checkpointing_kwargs={"use_reentrant": False},
         # Sequences are truncated (and counted) in dataprep; padding-free requires max_length=None in trl.
         max_length=None if cfg.batching == "padding-free" else cfg.max_seq_length,
         packing=cfg.batching == "packed",

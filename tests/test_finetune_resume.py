@@ -1,0 +1,91 @@
+# ruff: noqa: F811  (pytest fixtures imported from test_finetune_training are parameters here)
+"""Kill a real run midway with SIGTERM, resume it, and reach the same final step as an uninterrupted run;
+two CPU processes under accelerate (DDP, gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant.finetuning.training import main
+from tests.test_finetune_training import tiny_config, tiny_dataset, tiny_model  # noqa: F401 (fixtures)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def finetune_args(tiny_model, tiny_dataset, out: Path, *extra: str) -> list[str]:
+    return [
+        "--model", str(tiny_model), "--dataset", tiny_dataset, "--output-dir", str(out),
+        "--home", str(out.parent / "home"), "--eval-samples", "8", "--max-samples", "32", "--max-steps", "12",
+        "--save-steps", "2", "--logging-steps", "1", "--learning-rate", "1e-2", "--stop-prompts", "0",
+        "--sample-answers", "0", "--precision", "fp32", *extra,
+    ]  # fmt: skip
+
+
+def test_sigterm_checkpoints_and_resume_reaches_the_uninterrupted_step_count(
+    tiny_model, tiny_dataset, tmp_path
+):
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finetune", *finetune_args(tiny_model, tiny_dataset, out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 600
+    while (
+        not (out / "checkpoints" / "checkpoint-2").is_dir() and time.time() < deadline and proc.poll() is None
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
+    steps = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*"))
+    assert 2 <= steps[-1] < 12, output[-2000:]
+    assert not (out / "adapter").exists()  # an interrupted run is not a finished adapter
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "finetune", *finetune_args(tiny_model, tiny_dataset, out, "--resume")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert f"Resuming from {out / 'checkpoints' / f'checkpoint-{steps[-1]}'}" in resumed.stderr
+
+    uninterrupted = main(
+        tiny_config(
+            tiny_model, tiny_dataset, tmp_path / "whole", max_steps=12, stop_prompts=0, sample_answers=0
+        )
+    )
+    assert report["global_step"] == uninterrupted["global_step"] == 12
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_under_accelerate(tiny_model, tiny_dataset, tmp_path):
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ddp"
+    args = finetune_args(tiny_model, tiny_dataset, out)
+    args[args.index("--max-steps") + 1] = "3"
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "finetune", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["global_step"] == 3 and report["eval_loss_after"] is not None
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
