@@ -86,6 +86,17 @@ def test_heldout_rebuilds_the_runs_split_and_drops_questions_seen_in_training(tm
     assert f"{len(held) - len(expected)} dropped" in note and "run-1" in note
 
 
+def test_near_copies_of_training_questions_are_dropped(settings):
+    from assistant.data import Pair
+    from assistant.evaluation.heldout import drop_near_duplicates
+
+    held = [Pair("Doctor, I have a cough and a fever.", "a"), Pair("What foods are rich in iron?", "b")]
+    kept, dropped = drop_near_duplicates(
+        held, ["Doctor, I have a cough and fever.", "My knee hurts."], settings
+    )
+    assert [p.question for p in kept] == ["What foods are rich in iron?"] and dropped == 1
+
+
 def test_heldout_refuses_a_split_that_differs_from_the_run(tmp_path, settings):
     pairs = [(f"question {i}", f"answer {i}") for i in range(12)]
     adapter = _write_run(tmp_path, pairs, counts={"rows": 12, "eval": 4})  # the run held out 4, we rebuild 3

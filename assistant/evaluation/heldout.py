@@ -9,7 +9,8 @@ the fine-tune's own functions (:mod:`assistant.finetuning.dataprep`: ``load_tabl
 2. the questions of the run's ``report.json`` samples (drawn from the start of its held-out list) are the first
    rebuilt held-out questions, in order;
 3. held-out pairs whose question text also occurs among the training pairs are dropped (``clean_pairs`` only
-   removes exact (question, answer) duplicates, so a question can repeat with another answer).
+   removes exact (question, answer) duplicates, so a question can repeat with another answer), and so are
+   near-copies (cosine >= ``NEAR_DUPLICATE`` with a training question under the bundled embedder).
 
 When a check fails the set is skipped and the report says why; nothing unverified is scored.
 """
@@ -26,6 +27,21 @@ from assistant.evaluation.suites import OpenItem, sample
 logger = logging.getLogger(__name__)
 
 COUNT_KEYS = ("rows", "empty", "duplicates", "other_specialty")
+#: Cosine similarity (bundled MiniLM) at which a held-out question counts as a near-copy of a training question.
+NEAR_DUPLICATE = 0.95
+
+
+def drop_near_duplicates(pairs: list, train_questions: list[str], settings: Settings) -> tuple[list, int]:
+    """``(kept, dropped)``: ``pairs`` without those whose question is a near-copy of a training question."""
+    if not pairs or not train_questions:
+        return pairs, 0
+    from assistant.evaluation.metrics import embed
+    from assistant.models import load_embedder
+
+    embedder = load_embedder(None, settings)
+    sims = embed([p.question for p in pairs], embedder) @ embed(train_questions, embedder).T  # (H, T)
+    keep = sims.max(axis=1) < NEAR_DUPLICATE
+    return [p for p, k in zip(pairs, keep, strict=True) if k], int((~keep).sum())
 
 
 def run_folder(adapter_dir: Path) -> Path:
@@ -106,13 +122,16 @@ def heldout_pairs(settings: Settings, adapter_dir: Path | None, size: int | None
         return None, "skipped: the run's report.json sample questions are not the rebuilt held-out questions"
     trained = {_norm(p.question) for p in train}
     kept = [p for p in held if _norm(p.question) not in trained]
+    exact = len(held) - len(kept)
+    kept, near = drop_near_duplicates(kept, [p.question for p in train], settings)
     items = [OpenItem(f"heldout-{i}", p.question, p.answer) for i, p in enumerate(kept)]
     note = (
         f"Held-out split of run {run_dir.name} rebuilt with assistant.finetuning.dataprep (dataset {dataset.name}, "
         f"seed {cfg['seed']}, eval_fraction {cfg['eval_fraction']}, eval_samples {cfg.get('eval_samples')}): "
         f"{len(held)} held-out pairs, counts equal to the run's config.json"
         f"{f', first {len(expected)} questions equal to its report samples' if expected else ''}; "
-        f"{len(held) - len(kept)} dropped because their question also occurs in training; "
+        f"{exact} dropped because their question also occurs in training and {near} because it has cosine >= "
+        f"{NEAR_DUPLICATE} with a training question; "
         f"{min(len(items), size or len(items))} sampled (seed {seed})."
     )
     return sample(items, size, seed), note

@@ -8,6 +8,8 @@ import json
 import logging
 from pathlib import Path
 
+from assistant.evaluation.metrics import COVERAGE_THRESHOLD
+
 logger = logging.getLogger(__name__)
 
 #: metric -> (label in tables and charts, kind: "rate" shown as %, "score" 3 decimals, "count")
@@ -105,7 +107,7 @@ def render_markdown(results: dict) -> str:
 METHODS = [
     "- ROUGE-L: F1 of the longest common subsequence, `rouge-score` with Porter stemming (Lin 2004).",
     "- Semantic similarity: cosine of all-MiniLM-L6-v2 embeddings of answer and reference.",
-    "- Must-have coverage (K-QA): share of the physicians' must-have statements with cosine >= 0.6 to the answer "
+    f"- Must-have coverage (K-QA): share of the physicians' must-have statements with cosine >= {COVERAGE_THRESHOLD} to the answer "
     "or one of its sentences. K-QA's paper uses NLI entailment; no maintained NLI model is available offline here, "
     "so this embedding proxy is used: it cannot see negation and rewards naming the right topic (a statement "
     "about the right drug but the wrong side effect can pass), so read it as topical coverage. Beside it: the physician's own answer (ceiling) and "

@@ -5,14 +5,14 @@ Two sets, both variant-independent (retrieval does not depend on the adapter), o
 
 - the ingest issue's 49 pregnancy page questions against the store in ``$LLAMA_MD_HOME/store``
   (found at k = a chunk of the gold page among the first k hits);
-- MedQuAD question -> answer: the 500 sample questions' gold answers plus other MedQuAD answers (500 in quick,
-  all in full) chunked and embedded like the PDFs into a temporary store; found = a chunk of the gold answer.
+- MedQuAD question -> answer: the 500 sample questions' gold answers (quick; plus all other MedQuAD answers in
+  full) chunked and embedded like the PDFs by ``build_medquad`` into a store under
+  ``<home>/eval/medquad-store``, built once and reused; found = a chunk of the gold answer among the first k.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -86,22 +86,40 @@ def evaluate_retrieval(bot, cfg, settings: Settings, embedder=None) -> list[dict
     if cfg.size("medquad") == 0:
         return out
     distractors = cfg.size("medquad_corpus")
-    with tempfile.TemporaryDirectory(prefix="llama-md-medquad-") as tmp:
-        mq = replace(settings, home=Path(tmp), collection="medquad-eval")
-        items = bench.build_medquad(
-            mq, Path(settings.data_dir), 10**6 if distractors is None else distractors, settings.seed
-        )
-        retriever = Retriever.from_settings(mq, DEFAULT_MODE)
-        by_mode = {
-            mode: bench.score(Retriever(mq, retriever.collection, retriever.embed_model, mode), items, _file)
-            for mode in MODES
-        }
-        note = (
-            f"{len(items)} questions; store of their gold answers + "
-            f"{'all other' if distractors is None else distractors} other MedQuAD answers ({retriever.count()} chunks)."
-        )
-        out.append(_result("medquad", len(items), by_mode, note, default))
+    mq, items, built = medquad_store(bench, settings, distractors)
+    retriever = Retriever.from_settings(mq, DEFAULT_MODE)
+    by_mode = {
+        mode: bench.score(Retriever(mq, retriever.collection, retriever.embed_model, mode), items, _file)
+        for mode in MODES
+    }
+    note = (
+        f"{len(items)} questions; store of their gold answers + "
+        f"{'all other' if distractors is None else distractors} other MedQuAD answers ({retriever.count()} chunks, "
+        f"{'built in this run' if built else 'reused from ' + str(mq.store_dir)})."
+    )
+    out.append(_result("medquad", len(items), by_mode, note, default))
     return out
+
+
+def medquad_store(bench, settings: Settings, distractors: int | None):
+    """``(settings of the MedQuAD store, items, built)``: built once by ``bench.build_medquad`` under
+    ``<home>/eval/medquad-store`` and reused while the embedding model, chunking and corpus size are the same.
+    """
+    key = f"medquad-{distractors if distractors is not None else 'all'}-s{settings.seed}"
+    mq = replace(settings, home=settings.home / "eval" / "medquad-store", collection=key)
+    done = (
+        mq.home
+        / f"{key}-{settings.embedding_model.replace('/', '_')}-{settings.chunk_size}-{settings.chunk_overlap}.done"
+    )
+    if done.is_file():
+        rows = _read(Path(settings.data_dir) / SETS["medquad"].path)
+        return mq, [(r["question"], r["qid"]) for r in rows], False
+    mq.home.mkdir(parents=True, exist_ok=True)
+    items = bench.build_medquad(
+        mq, Path(settings.data_dir), 10**6 if distractors is None else distractors, settings.seed
+    )
+    done.write_text(f"{len(items)} questions\n")
+    return mq, items, True
 
 
 def _page(hit) -> tuple[str, int]:

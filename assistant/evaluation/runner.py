@@ -46,8 +46,8 @@ class EvalConfig:
     )
     parts: tuple[str, ...] = PARTS
     sizes: dict[str, int | None] = field(default_factory=dict)
-    max_new_tokens_open: int = 96  # answer length limit for patient questions, tokens
-    max_new_tokens_closed: int = 24  # enough for "B. <option>" or "Yes, because ...", tokens
+    max_new_tokens_open: int = 80  # answer length limit for patient questions, tokens
+    max_new_tokens_closed: int = 16  # enough for "B. <option>" or "Yes, because ...", tokens
     seed: int = 0
 
     def __post_init__(self) -> None:
