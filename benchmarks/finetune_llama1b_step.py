@@ -87,7 +87,7 @@ def main() -> int:
         "step_s": round(step_s, 1),
         "tokens_per_second": round(args.seq_len / step_s, 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        "loss": float(loss),
+        "loss": float(loss.detach()),
     }
     print(json.dumps(result))
     return 0

@@ -148,3 +148,21 @@ def test_empty_after_cleaning_is_a_clear_error(tmp_path, tokenizer):
     rows = [{"question": "", "answer": "x"}, {"question": "q", "answer": ""}]
     with pytest.raises(DataPrepError, match="2 empty"):
         prepare_data(cfg(write_jsonl(tmp_path / "d.jsonl", rows)), tokenizer, "<|im_end|>")
+
+
+def test_specialty_filter_keeps_that_specialty_s_questions(settings):
+    from assistant.data import Pair
+    from assistant.finetuning.dataprep import filter_specialty
+
+    pregnancy = [
+        "I am 30 weeks pregnant and have swollen feet, is that normal?",
+        "My baby is two weeks old and breastfeeding is painful, what should I do?",
+        "Can I take folic acid while trying to get pregnant?",
+    ]
+    other = [
+        "My eye is red and itchy since yesterday.",
+        "I twisted my ankle playing football.",
+        "I have chest pain when I climb stairs.",
+    ]
+    kept = filter_specialty([Pair(q, "a") for q in pregnancy + other], "pregnancy", settings)
+    assert [p.question for p in kept] == pregnancy

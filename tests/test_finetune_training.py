@@ -229,3 +229,24 @@ def test_merge_writes_a_full_model_that_matches_base_plus_adapter(tiny_model, ti
     )
     with torch.no_grad():
         torch.testing.assert_close(merged(ids).logits, peft.eval()(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_real_smollm2_adapter_loads_in_the_chat_generator(settings, tiny_dataset, tmp_path):
+    """Two steps on the bundled SmolLM2; the chat's loader applies the adapter with its prompt format."""
+    from assistant.generation import Generator
+
+    out = tmp_path / "run"
+    cfg = FinetuneConfig.from_preset(
+        "smollm2-135m", dataset=tiny_dataset, output_dir=out, home=settings.home, eval_samples=4, max_samples=8,
+        max_steps=2, save_steps=2, logging_steps=1, stop_prompts=2, sample_answers=1, max_new_tokens=8,
+    )  # fmt: skip
+    report = main(cfg)
+    assert report["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    generator = Generator.from_settings(settings, adapter=out, device="cpu")
+    assert generator.has_adapter and generator.system_prompt == report_system_prompt(out)
+    assert generator.tokenizer.convert_tokens_to_ids("<|im_end|>") in generator.stop_token_ids
+
+
+def report_system_prompt(run: Path) -> str:
+    return json.loads((run / "config.json").read_text())["resolved"]["system_prompt"]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from assistant.adapters import AdapterInfo
-from assistant.config import load_settings
+from assistant.config import EMBEDDED_GENERATOR, load_settings
 from assistant.finetuning.config import FinetuneConfig
 from assistant.finetuning.dataprep import prepare_data
 from assistant.finetuning.evaluation import generate_answers, stop_rate, stop_token_ids
@@ -30,7 +30,7 @@ from assistant.finetuning.modeling import (
 from assistant.finetuning.precision import resolve_precision
 from assistant.finetuning.presets import get_preset
 from assistant.finetuning.report import MetricsFile, ProgressBar, perplexity, plot_loss, write_report
-from assistant.models import default_device
+from assistant.models import default_device, resolve_model_id
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def main(cfg: FinetuneConfig) -> dict:
     adapter_dir = run_dir / "adapter"
     trainer.save_model(str(adapter_dir))
     info = AdapterInfo(
-        base_model=cfg.model,
+        base_model=resolve_model_id(cfg.model, EMBEDDED_GENERATOR),  # aliases expanded, ids/folders as given
         preset=cfg.preset,
         system_prompt=data.system_prompt,
         chat_template=tokenizer.chat_template,
