@@ -21,6 +21,7 @@ class GuardedSFTTrainer(SFTTrainer):
         self.slot_tokens = 0
         self.eval_seconds = 0.0
         self._train_started: float | None = None
+        self._train_ended: float | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -41,19 +42,29 @@ class GuardedSFTTrainer(SFTTrainer):
         self.slot_tokens += ids.numel()
         return super().training_step(model, inputs, num_items_in_batch)
 
+    def train(self, *args, **kwargs):
+        self._train_ended = None
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self._train_ended = time.perf_counter()
+
     def evaluate(self, *args, **kwargs):
         started = time.perf_counter()
         try:
             return super().evaluate(*args, **kwargs)
         finally:
-            self.eval_seconds += time.perf_counter() - started
+            if self._train_started is not None and self._train_ended is None:  # evaluations inside train()
+                self.eval_seconds += time.perf_counter() - started
 
     @property
     def train_seconds(self) -> float:
-        """Wall time since the first training step of this process, evaluations excluded."""
+        """Wall time from the first training step of this process to the end of ``train()`` (or now),
+        evaluations during training excluded."""
         if self._train_started is None:
             return 0.0
-        return time.perf_counter() - self._train_started - self.eval_seconds
+        end = self._train_ended or time.perf_counter()
+        return end - self._train_started - self.eval_seconds
 
     @property
     def tokens_per_second(self) -> float:
