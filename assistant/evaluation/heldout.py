@@ -6,8 +6,8 @@ the fine-tune's own functions (:mod:`assistant.finetuning.dataprep`: ``load_tabl
 ``clean_pairs`` -> ``filter_specialty`` -> ``split_pairs``) and checked against the run before use:
 
 1. the rebuilt counts (rows, empty, duplicates, other specialty, held-out size) equal the run's ``config.json``;
-2. the questions of the run's ``report.json`` samples (drawn from the start of its held-out list) are the first
-   rebuilt held-out questions, in order;
+2. the questions of the run's ``report.json`` samples (or ``before.json``'s, written before training; both drawn
+   from the start of its held-out list) are the first rebuilt held-out questions, in order;
 3. held-out pairs whose question text also occurs among the training pairs are dropped (``clean_pairs`` only
    removes exact (question, answer) duplicates, so a question can repeat with another answer), and so are
    near-copies (cosine >= ``NEAR_DUPLICATE`` with a training question under the bundled embedder).
@@ -56,6 +56,17 @@ def resolve_dataset(raw: str, settings: Settings, run_dir: Path) -> Path | None:
     if settings.data_dir is not None:
         candidates.append(Path(settings.data_dir) / "datasets" / Path(raw).name)
     return next((p for p in candidates if p.exists()), None)
+
+
+def sample_questions(run_dir: Path) -> list[str]:
+    """Questions the run answered from the start of its held-out list (report.json samples, else before.json)."""
+    for name in ("report.json", "before.json"):
+        path = run_dir / name
+        if path.is_file():
+            questions = [s.get("question", "") for s in json.loads(path.read_text()).get("samples", [])]
+            if questions:
+                return questions
+    return []
 
 
 def _norm(text: str) -> str:
@@ -115,11 +126,12 @@ def heldout_pairs(settings: Settings, adapter_dir: Path | None, size: int | None
     }
     if differ:
         return None, f"skipped: the rebuilt split differs from the run's config.json (run, rebuilt): {differ}"
-    report_path = run_dir / "report.json"
-    samples = json.loads(report_path.read_text()).get("samples", []) if report_path.is_file() else []
-    expected = [s.get("question", "") for s in samples]
+    expected = sample_questions(run_dir)
     if expected and [p.question for p in held[: len(expected)]] != expected:
-        return None, "skipped: the run's report.json sample questions are not the rebuilt held-out questions"
+        return (
+            None,
+            "skipped: the run's report.json / before.json sample questions are not the rebuilt held-out ones",
+        )
     trained = {_norm(p.question) for p in train}
     kept = [p for p in held if _norm(p.question) not in trained]
     exact = len(held) - len(kept)
@@ -129,7 +141,7 @@ def heldout_pairs(settings: Settings, adapter_dir: Path | None, size: int | None
         f"Held-out split of run {run_dir.name} rebuilt with assistant.finetuning.dataprep (dataset {dataset.name}, "
         f"seed {cfg['seed']}, eval_fraction {cfg['eval_fraction']}, eval_samples {cfg.get('eval_samples')}): "
         f"{len(held)} held-out pairs, counts equal to the run's config.json"
-        f"{f', first {len(expected)} questions equal to its report samples' if expected else ''}; "
+        f"{f', first {len(expected)} questions equal to its sample answers' if expected else ', no sample answers to compare yet'}; "
         f"{exact} dropped because their question also occurs in training and {near} because it has cosine >= "
         f"{NEAR_DUPLICATE} with a training question; "
         f"{min(len(items), size or len(items))} sampled (seed {seed})."
