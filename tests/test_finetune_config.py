@@ -111,3 +111,8 @@ def test_qlora_preset_on_this_machine_fails_before_loading(tmp_path, capsys):
     assert code == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_early_stopping_without_evaluations_is_refused():
+    with pytest.raises(FinetuneConfigError, match="--early-stopping-patience"):
+        FinetuneConfig.from_preset("smollm2-135m", early_stopping_patience=2, eval_steps=0)

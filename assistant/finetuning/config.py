@@ -160,6 +160,11 @@ class FinetuneConfig:
             problems.append("--save-steps and --logging-steps must be > 0")
         if self.nan_patience <= 0 or self.max_rollbacks < 0:
             problems.append("--nan-patience must be > 0 and --max-rollbacks >= 0")
+        if self.early_stopping_patience and (self.eval_steps == 0 or not self.load_best_model_at_end):
+            problems.append(
+                "--early-stopping-patience needs evaluations during training (drop --eval-steps 0 "
+                "and --no-load-best)"
+            )
         if self.epochs <= 0 and self.max_steps <= 0:
             problems.append("set --epochs > 0 or --max-steps > 0")
         if problems:
