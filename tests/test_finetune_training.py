@@ -250,3 +250,15 @@ def test_real_smollm2_adapter_loads_in_the_chat_generator(settings, tiny_dataset
 
 def report_system_prompt(run: Path) -> str:
     return json.loads((run / "config.json").read_text())["resolved"]["system_prompt"]
+
+
+def test_unreachable_preset_weights_name_the_embedded_preset(tiny_dataset, tmp_path, monkeypatch):
+    from assistant.models import ModelUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = FinetuneConfig.from_preset(
+        "llama3.2-1b", dataset=tiny_dataset, output_dir=tmp_path / "run", home=tmp_path
+    )
+    with pytest.raises(ModelUnavailableError) as err:
+        main(cfg)
+    assert "meta-llama/Llama-3.2-1B-Instruct" in str(err.value) and "--preset smollm2-135m" in str(err.value)
