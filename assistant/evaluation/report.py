@@ -117,7 +117,8 @@ METHODS = [
     "role marker) after their first 20 characters.",
     "- Closed questions: the generated answer is parsed for a letter or yes/no/maybe; where nothing can be parsed, "
     "the option with the highest mean log-probability per token (the option word for yes/no, 'B. option text' "
-    "for MCQs) after the same composed prompt is used. The accuracy of each method alone is shown too. "
+    "for MCQs) after the same composed prompt is used. In the full suite every item is also scored by "
+    "log-likelihood alone (its accuracy is a row of its own); the quick suite scores only unparsed answers. "
     "Retrieval uses the whole prompt (question, options, instruction) because it goes through the answer path; "
     "MIRAGE's protocol retrieves on the question only.",
     "- The answer path's notices (emergency advice, 'no supporting passage') are removed before scoring.",

@@ -49,6 +49,7 @@ class EvalConfig:
     max_new_tokens_open: int = 80  # answer length limit for patient questions, tokens
     max_new_tokens_closed: int = 16  # enough for "B. <option>" or "Yes, because ...", tokens
     seed: int = 0
+    likelihood_for_all: bool | None = None  # also score parsed answers by log-likelihood; None = in full only
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,6 +64,8 @@ class EvalConfig:
             problems.append(f"unknown parts {bad}; choose from {PARTS}")
         if self.max_new_tokens_open <= 0 or self.max_new_tokens_closed <= 0:
             problems.append("max_new_tokens_open / max_new_tokens_closed must be > 0")
+        if self.likelihood_for_all is None:
+            self.likelihood_for_all = self.suite == "full"
         if problems:
             raise ValueError("Invalid evaluation config:\n  - " + "\n  - ".join(problems))
 
@@ -233,12 +236,14 @@ def evaluate_closed(bot, name: str, items: list[ClosedItem], cfg: EvalConfig) ->
             prompt = closed_prompt(it)
             text = model_text(ask(bot, prompt, variant, cfg.max_new_tokens_closed, cfg.seed))
             parsed = metrics.parse_choice(text, it.options)
-            messages = composed_messages(
-                bot, prompt, use_rag=use_rag, max_new_tokens=cfg.max_new_tokens_closed
-            )
-            by_ll = choose_by_likelihood(
-                bot.generator, messages, it.options, yes_no=it.yes_no, use_adapter=use_adapter
-            )
+            by_ll = None
+            if parsed is None or cfg.likelihood_for_all:
+                messages = composed_messages(
+                    bot, prompt, use_rag=use_rag, max_new_tokens=cfg.max_new_tokens_closed
+                )
+                by_ll = choose_by_likelihood(
+                    bot.generator, messages, it.options, yes_no=it.yes_no, use_adapter=use_adapter
+                )
             chosen = parsed or by_ll
             rows.append(
                 {
@@ -260,10 +265,15 @@ def evaluate_closed(bot, name: str, items: list[ClosedItem], cfg: EvalConfig) ->
                 "accuracy": metrics.share([r["chosen"] == r["gold"] for r in rows]),
                 "parse_failure_rate": metrics.share([r["parsed"] is None for r in rows]),
                 "generation_accuracy": metrics.share([r["parsed"] == r["gold"] for r in rows]),
-                "likelihood_accuracy": metrics.share([r["likelihood"] == r["gold"] for r in rows]),
                 "top_pick_share": metrics.majority_share(picks),
             },
         )
+        if cfg.likelihood_for_all:
+            _put(
+                result,
+                variant,
+                {"likelihood_accuracy": metrics.share([r["likelihood"] == r["gold"] for r in rows])},
+            )
     result["baselines"]["majority answer (this sample)"] = {
         "accuracy": metrics.majority_share([it.answer for it in items])
     }
