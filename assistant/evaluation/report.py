@@ -133,7 +133,7 @@ def plot_suite(suite: str, sets: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     sets = [r for r in sets if r["metrics"]]
-    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 5.0), squeeze=False)
     for ax, result in zip(axes[0], sets, strict=True):
         shown = [m for m in result["metrics"] if METRICS.get(m, (m, "rate"))[1] != "count"]
         columns = result["columns"] + list(result["baselines"])
@@ -150,7 +150,7 @@ def plot_suite(suite: str, sets: list[dict], path: Path) -> Path:
         ax.set_xticklabels([label(m).split(" (")[0] for m in shown], rotation=30, ha="right", fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_title(f"{result['title']} (n = {result['n']})", fontsize=10)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=3, frameon=False)
     fig.suptitle(SUITE_TITLES.get(suite, suite))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
