@@ -178,3 +178,28 @@ def test_cli_names_the_missing_adapter(tmp_path, monkeypatch, capsys):
     code = main(["evaluate", "--variants", "base,ft", "--parts", "safety"])
     err = capsys.readouterr().err
     assert code == 2 and "need a LoRA adapter" in err and "--variants base,rag" in err
+
+
+def test_option_scoring_with_a_shared_prompt_cache_equals_scoring_each_full_sequence(generator):
+    import torch
+
+    from assistant.evaluation.likelihood import choose_by_likelihood, option_logprobs
+    from assistant.generation import Generator
+
+    model, tokenizer = generator
+    gen = Generator(model, tokenizer, base_model="bundled")
+    messages = [{"role": "user", "content": "Is the sky blue on a clear day? Answer yes or no."}]
+    conts = ["Yes", "No", "B. Known liver neoplasm"]
+    scores = option_logprobs(gen, messages, conts, use_adapter=False)
+    prompt = gen.render(messages)["input_ids"]
+    for cont, score in zip(conts, scores, strict=True):
+        ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = model(input_ids=torch.cat([prompt, torch.tensor([ids])], dim=1)).logits[0].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        t = prompt.shape[1]
+        expected = sum(float(logprobs[t - 1 + i, tok]) for i, tok in enumerate(ids)) / len(ids)
+        assert score == pytest.approx(expected, abs=1e-3)
+    assert choose_by_likelihood(gen, messages, {"A": "yes", "B": "no"}, yes_no=True, use_adapter=False) == (
+        "A" if scores[0] > scores[1] else "B"
+    )
