@@ -58,7 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--questions", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, help="torch threads (1 on a shared, loaded CPU)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from assistant.answer import Assistant
     from assistant.config import load_settings
     from assistant.prompts import compose
