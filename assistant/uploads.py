@@ -31,7 +31,9 @@ def save_upload(name: str, data: bytes, folder: Path, max_bytes: int = MAX_UPLOA
     if not data:
         raise UploadError(f"{name!r} is empty.")
     if len(data) > max_bytes:
-        raise UploadError(f"{name!r} is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB.")
+        raise UploadError(
+            f"{name!r} is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB."
+        )
     if not data[:1024].lstrip().startswith(b"%PDF-"):
         raise UploadError(f"{name!r} is named .pdf but its content is not a PDF (no %PDF- header).")
     folder.mkdir(parents=True, exist_ok=True)
