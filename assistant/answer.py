@@ -140,6 +140,40 @@ class Assistant:
                 logger.warning("No retrieval: %s", exc)
         return cls(settings, generator, retriever, store_error)
 
+    def compose_turn(
+        self,
+        question: str,
+        history: Sequence[dict] = (),
+        *,
+        use_rag: bool = True,
+        top_k: int | None = None,
+        max_new_tokens: int | None = None,
+    ):
+        """Retrieve (when ``use_rag``), keep hits with score >= ``min_score`` and compose the prompt.
+
+        Returns:
+            ``(composition, hits, retrieval_ms)``: the messages sent to the model (``composition.passages`` are
+            the supporting hits that fit, numbered 1..k), every retrieved hit, and the retrieval time in ms.
+        """
+        s, gen = self.settings, self.generator
+        hits, retrieval_ms = [], 0.0
+        if use_rag and self.retriever is not None:
+            started = time.perf_counter()
+            hits = self.retriever.retrieve(question, top_k or s.top_k)
+            retrieval_ms = (time.perf_counter() - started) * 1000
+        supported = [h for h in hits if h.score >= s.min_score]
+        comp = compose(
+            question,
+            supported,
+            history,
+            system_prompt=gen.system_prompt,
+            count_tokens=gen.count_tokens,
+            context_tokens=min(s.context_tokens, gen.context_window),
+            max_new_tokens=max_new_tokens or s.max_new_tokens,
+            max_question_tokens=s.max_question_tokens,
+        )
+        return comp, hits, retrieval_ms
+
     def ask(
         self,
         question: str,
@@ -168,27 +202,14 @@ class Assistant:
         )
         safety = screen(question)
         answer.emergency, answer.flags = safety.emergency, list(safety.flags)
-        hits = []
-        if use_rag and self.retriever is not None:
-            started = time.perf_counter()
-            hits = self.retriever.retrieve(question, top_k or s.top_k)
-            answer.retrieval_ms = (time.perf_counter() - started) * 1000
-        elif use_rag:
+        comp, hits, answer.retrieval_ms = self.compose_turn(
+            question, history, use_rag=use_rag, top_k=top_k, max_new_tokens=max_new_tokens
+        )
+        if use_rag and self.retriever is None:
             answer.flags.append("no_store")
-        supported = [h for h in hits if h.score >= s.min_score]
-        if use_rag and not supported:
+        if use_rag and not any(h.score >= s.min_score for h in hits):
             answer.flags.append("no_support")
         max_new = max_new_tokens or s.max_new_tokens
-        comp = compose(
-            question,
-            supported,
-            history,
-            system_prompt=gen.system_prompt,
-            count_tokens=gen.count_tokens,
-            context_tokens=min(s.context_tokens, gen.context_window),
-            max_new_tokens=max_new,
-            max_question_tokens=s.max_question_tokens,
-        )
         if comp.question_trimmed:
             answer.flags.append("question_trimmed")
         notices = [safety.message] if safety.emergency else []

@@ -5,9 +5,9 @@ scores multiple choice: each option's continuation is appended to the chat-templ
 the highest mean log-probability per continuation token wins (length-normalized, so long option texts are not
 penalized for their length).
 
-The prompt is the one :meth:`assistant.answer.Assistant.ask` sends: :func:`composed_messages` repeats its steps
-(retrieve, keep hits at or above ``settings.min_score``, :func:`assistant.prompts.compose`) with the same
-arguments, so generation and scoring see the same system prompt, passages and question.
+The prompt is the one :meth:`assistant.answer.Assistant.ask` sends: both call
+:meth:`assistant.answer.Assistant.compose_turn`, so generation and scoring see the same system prompt, passages and
+question.
 """
 
 from __future__ import annotations
@@ -18,21 +18,7 @@ from contextlib import nullcontext
 
 def composed_messages(bot, question: str, *, use_rag: bool, max_new_tokens: int) -> list[dict]:
     """The chat messages ``bot.ask(question, use_rag=use_rag, max_new_tokens=...)`` sends to the model."""
-    from assistant.prompts import compose
-
-    s, gen = bot.settings, bot.generator
-    hits = bot.retriever.retrieve(question, s.top_k) if use_rag and bot.retriever is not None else []
-    supported = [h for h in hits if h.score >= s.min_score]
-    return compose(
-        question,
-        supported,
-        (),
-        system_prompt=gen.system_prompt,
-        count_tokens=gen.count_tokens,
-        context_tokens=min(s.context_tokens, gen.context_window),
-        max_new_tokens=max_new_tokens,
-        max_question_tokens=s.max_question_tokens,
-    ).messages
+    return bot.compose_turn(question, (), use_rag=use_rag, max_new_tokens=max_new_tokens)[0].messages
 
 
 def option_logprobs(
