@@ -6,7 +6,8 @@
 Both arms train the same LoRA (preset smollm2-135m: r 16, alpha 32, all linear layers) on the same completion-only
 examples of ChatDoctor-5k for one epoch (``samples / batch_size`` optimizer steps):
 
-* trainer: ``python -m finetune``'s path (SFTTrainer, precision chosen for the hardware, padding-free batches);
+* trainer: ``python -m finetune``'s path (SFTTrainer, precision chosen for the hardware, padding-free batches,
+  the loss as ``--loss`` chooses: on CPU the model's own loss, ``--loss fused`` for trl's fused LM head);
 * bare: fp32, right-padded batches in dataset order, ``model(**batch).loss.backward(); AdamW.step()``.
 
 Printed per arm: real (non-padding) tokens/s over the training wall time, padding share of the batch positions,
@@ -41,11 +42,11 @@ def run_trainer(args) -> dict:
         "smollm2-135m", model=args.model, dataset=args.dataset, output_dir=out / "run", home=args.home,
         max_samples=args.samples, eval_samples=1, batch_size=args.batch_size, gradient_accumulation_steps=1,
         epochs=1, save_steps=10_000, eval_steps=0, logging_steps=1, stop_prompts=0, sample_answers=0,
-        precision=args.precision, batching=args.batching,
+        precision=args.precision, batching=args.batching, loss=args.loss,
     )  # fmt: skip
     report = main(cfg)
     return {
-        "arm": f"trainer ({report['precision']}, {args.batching})",
+        "arm": f"trainer ({report['precision']}, {args.batching}, loss {args.loss})",
         "tokens_per_second": report["tokens_per_second"],
         "padding_share": report["padding_share"],
         "real_tokens": report["tokens_seen_this_process"],
@@ -114,6 +115,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=8, help="sequences per batch, both arms")
     p.add_argument("--precision", default="auto", help="trainer arm precision (auto = chosen for the CPU)")
     p.add_argument("--batching", default="padding-free", help="trainer arm batching")
+    p.add_argument("--loss", default="auto", help="trainer arm loss: auto | fused (trl's LM head) | model")
     p.add_argument(
         "--arms", nargs="+", default=["trainer", "bare"], help="arms to run, each in its own process"
     )

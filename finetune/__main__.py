@@ -26,7 +26,7 @@ import logging
 import sys
 
 from assistant.config import load_settings
-from assistant.finetuning.config import BATCHING, FinetuneConfig
+from assistant.finetuning.config import BATCHING, LOSSES, FinetuneConfig
 from assistant.finetuning.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 
@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of steps with linear warmup, then cosine decay",
     )
     add("--batching", choices=BATCHING, default="padding-free", help="how sequences share a batch")
+    add(
+        "--loss",
+        choices=LOSSES,
+        default="auto",
+        help="trl's fused LM head (GPU memory saver) or the model's own loss (faster on CPU); auto: fused on CUDA",
+    )
     add("--save-steps", type=int, default=50, help="checkpoint and evaluate every N optimizer steps")
     add(
         "--eval-steps",
@@ -169,6 +175,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         max_steps=args.max_steps,
         warmup_ratio=args.warmup_ratio,
         batching=args.batching,
+        loss=args.loss,
         save_steps=args.save_steps,
         eval_steps=args.eval_steps,
         save_total_limit=args.save_total_limit,

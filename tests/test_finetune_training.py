@@ -100,6 +100,18 @@ def test_lora_run_writes_the_shared_adapter_format_and_learns(tiny_model, tiny_d
     ]
 
 
+def test_the_model_loss_trains_like_trls_fused_lm_head(tiny_model, tiny_dataset, tmp_path):
+    """``--loss model`` (the CPU default, faster here) must give the same per-step losses as trl's fused head,
+    padding-free batches included (use_cache off, or transformers would let the rows attend to each other)."""
+    losses = {}
+    for loss in ("fused", "model"):
+        main(tiny_config(tiny_model, tiny_dataset, tmp_path / loss, loss=loss, stop_prompts=0, sample_answers=0))
+        logged = [json.loads(line) for line in (tmp_path / loss / "metrics.jsonl").read_text().splitlines()]
+        losses[loss] = [row["loss"] for row in logged if "loss" in row]
+    assert len(losses["model"]) == 4
+    assert losses["model"] == pytest.approx(losses["fused"], rel=1e-3)
+
+
 def test_a_folder_holding_a_run_is_refused_unless_overwrite(tiny_model, tiny_dataset, tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -17,6 +17,7 @@ from assistant.finetuning.presets import DEFAULT_PRESET, get_preset
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 QUANTIZATIONS = (None, "4bit", "8bit")
+LOSSES = ("auto", "fused", "model")
 BATCHING = ("padding-free", "packed", "padded")
 MODEL_DTYPES = (None, "float32", "bfloat16", "float16")
 
@@ -91,6 +92,9 @@ class FinetuneConfig:
     """Gradient clipping norm."""
     batching: str = "padding-free"
     """padding-free (sequences of a batch concatenated), packed (bins of max_seq_length) or padded."""
+    loss: str = "auto"
+    """auto | fused | model: trl's fused chunked LM head (GPU memory saver) or the model's own loss (faster on
+    CPU); auto = fused on CUDA, model elsewhere. See :mod:`assistant.finetuning.trainer`."""
     save_steps: int = 50
     """Checkpoint (and evaluate) every this many optimizer steps."""
     eval_steps: int | None = None
@@ -136,6 +140,8 @@ class FinetuneConfig:
             problems.append(f"--model-dtype must be float32, bfloat16 or float16, got {self.model_dtype!r}")
         if self.batching not in BATCHING:
             problems.append(f"--batching must be one of {BATCHING}, got {self.batching!r}")
+        if self.loss not in LOSSES:
+            problems.append(f"--loss must be one of {LOSSES}, got {self.loss!r}")
         if not 0 <= self.freeze_ratio < 1:
             problems.append(f"--freeze-ratio must be in [0, 1), got {self.freeze_ratio}")
         if not 0 <= self.eval_fraction < 1:

@@ -204,6 +204,7 @@ def main(cfg: FinetuneConfig) -> dict:
         callbacks=_callbacks(cfg, run_dir, guard, signals),
         guard=guard,
         inject_nan_steps=cfg.inject_nan_steps,
+        fused_lm_head=cfg.loss == "fused" or (cfg.loss == "auto" and device == "cuda"),
     )
     for default in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(default)
