@@ -105,7 +105,11 @@ def test_the_model_loss_trains_like_trls_fused_lm_head(tiny_model, tiny_dataset,
     padding-free batches included (use_cache off, or transformers would let the rows attend to each other)."""
     losses = {}
     for loss in ("fused", "model"):
-        main(tiny_config(tiny_model, tiny_dataset, tmp_path / loss, loss=loss, stop_prompts=0, sample_answers=0))
+        main(
+            tiny_config(
+                tiny_model, tiny_dataset, tmp_path / loss, loss=loss, stop_prompts=0, sample_answers=0
+            )
+        )
         logged = [json.loads(line) for line in (tmp_path / loss / "metrics.jsonl").read_text().splitlines()]
         losses[loss] = [row["loss"] for row in logged if "loss" in row]
     assert len(losses["model"]) == 4

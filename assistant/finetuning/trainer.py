@@ -43,7 +43,8 @@ class GuardedSFTTrainer(SFTTrainer):
         if self.fused_lm_head:
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         else:
-            inputs["use_cache"] = False  # also what lets transformers see padding-free rows as separate sequences
+            # use_cache off is also what lets transformers see padding-free rows as separate sequences
+            inputs["use_cache"] = False
             result = Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
         if not model.training:
             return result
