@@ -33,6 +33,8 @@ QUESTIONS = [
 def bare(model, tokenizer, messages, n: int) -> tuple[float, float]:
     import torch
 
+    from assistant.generation import repetition_penalty_processors
+
     ids = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
@@ -47,7 +49,7 @@ def bare(model, tokenizer, messages, n: int) -> tuple[float, float]:
             min_new_tokens=n,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
-            repetition_penalty=1.1,
+            logits_processor=repetition_penalty_processors(1.1, ids["input_ids"].shape[1]),
         )
         tn = time.perf_counter() - t
     new = out.shape[1] - ids["input_ids"].shape[1]

@@ -37,6 +37,21 @@ def test_sources_are_the_cited_markers_else_the_top_passages_above_the_bar():
     assert select_sources("Answer [7].", passages, 0.7) == []
 
 
+def test_repetition_penalty_spares_the_prompt_so_the_end_of_turn_token_is_not_pushed_down():
+    import torch
+
+    from assistant.generation import repetition_penalty_processors
+
+    end_of_turn, word, fresh = 2, 7, 9
+    prompt = [1, end_of_turn, 5, end_of_turn, 1]  # system and user turns each closed by the end-of-turn token
+    ids = torch.tensor([prompt + [word, word]])  # two answer tokens generated so far
+    scores = torch.full((1, 16), 2.0)
+    out = repetition_penalty_processors(1.25, len(prompt))(ids, scores.clone())
+    assert out[0, end_of_turn] == 2.0 and out[0, fresh] == 2.0  # prompt tokens and unseen tokens untouched
+    assert out[0, word] == pytest.approx(2.0 / 1.25)  # the answer's own repeats are penalized
+    assert len(repetition_penalty_processors(1.0, len(prompt))) == 0
+
+
 def test_compose_fits_the_budget_and_trims_a_long_question():
     hits = [Passage("word " * 50, 0.9), Passage("word " * 50, 0.8), Passage("word " * 50, 0.7)]
     history = [{"role": "user", "content": "old " * 30}, {"role": "assistant", "content": "reply " * 30}]

@@ -1,6 +1,7 @@
 """In-run evaluation helpers: does the model end its answers by itself, and sample answers for the report.
 
-The stop rate is the share of held-out prompts whose greedy answer (repetition penalty 1.1, as in the chat)
+The stop rate is the share of held-out prompts whose greedy answer (repetition penalty 1.1 on the answer's tokens,
+as in the chat: :func:`assistant.generation.repetition_penalty_processors`)
 emits an end-of-turn / EOS token within ``max_new_tokens``. A model that never stops is the classic symptom of
 an untrained end-of-turn token (see :mod:`assistant.finetuning.dataprep`).
 """
@@ -14,6 +15,7 @@ import torch
 
 from assistant.data import Pair
 from assistant.finetuning.dataprep import chat_messages
+from assistant.generation import repetition_penalty_processors
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def generate_answers(
                 **enc,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                repetition_penalty=REPETITION_PENALTY,
+                logits_processor=repetition_penalty_processors(REPETITION_PENALTY, enc["input_ids"].shape[1]),
                 eos_token_id=stop_ids,
                 pad_token_id=tokenizer.pad_token_id,
             )
