@@ -7,7 +7,6 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from assistant import models
 from assistant.config import Settings
@@ -30,13 +29,8 @@ class Check:
 
 def cpu_bf16_support() -> str:
     """'amx', 'avx512_bf16' or '' from /proc/cpuinfo flags (Linux x86); AMX implies fast bf16 matmuls."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0].split()
-    except (OSError, IndexError):
-        return ""
-    if "amx_bf16" in flags:
-        return "amx"
-    return "avx512_bf16" if "avx512_bf16" in flags else ""
+    flags = models.cpu_bf16_flags()
+    return "amx" if "amx_bf16" in flags else ("avx512_bf16" if flags else "")
 
 
 def device_checks() -> list[Check]:
@@ -75,7 +69,9 @@ def device_checks() -> list[Check]:
             Check(
                 "bf16",
                 True,
-                f"CPU {kind} -> bf16 autocast" if kind else "no AVX512-BF16/AMX -> fp32",
+                f"CPU {kind} -> bf16 chat weights, bf16 autocast training"
+                if kind
+                else "no AVX512-BF16/AMX -> fp32",
                 required=False,
             )
         )

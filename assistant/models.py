@@ -172,6 +172,29 @@ def generator_path(model_id: str | None = None, settings: Settings | None = None
     return model_id
 
 
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """Which of AVX512-BF16 / AMX-BF16 the CPU reports (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return []
+    return [f for f in CPU_BF16_FLAGS if f in flags]
+
+
+def default_dtype(device: str) -> str:
+    """Inference weights dtype for ``device``: "bfloat16" on a CUDA GPU with bf16 or a CPU with AVX512-BF16 / AMX
+    (oneDNN runs bf16 matmuls natively there: SmolLM2's 1,014-token prefill 1.78 s fp32 -> 0.86 s, decode
+    19.8 -> 25.5 tokens/s with the LoRA adapter, README chat latency), else "float32"."""
+    import torch
+
+    if device == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device == "cpu" and cpu_bf16_flags() else "float32"
+
+
 def default_device() -> str:
     """ "cuda" when a CUDA/ROCm GPU is visible, "mps" on Apple silicon, else "cpu"."""
     import torch
@@ -207,7 +230,8 @@ def load_generator(
         model_id: hub id, local folder or alias; default ``settings.generator_model`` (bundled SmolLM2).
         settings: resolved settings (default: :func:`load_settings`).
         device: "cpu", "cuda", "mps" (default: :func:`default_device`).
-        dtype: "float32", "bfloat16" or "float16" (default: bf16 on CUDA with support, fp32 elsewhere).
+        dtype: "float32", "bfloat16" or "float16" (default: ``settings.generator_dtype``, whose "auto" is
+            :func:`default_dtype`).
 
     Returns:
         ``(model, tokenizer)``; the tokenizer has a pad token (EOS when the model defines none).
@@ -220,7 +244,8 @@ def load_generator(
 
     device = device or default_device()
     if dtype is None:
-        dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+        wanted = settings.generator_dtype if settings is not None else "auto"
+        dtype = default_dtype(device) if wanted == "auto" else wanted
     path = generator_path(model_id, settings)
     extra = {} if Path(path).is_dir() else _hub_kwargs()
     try:

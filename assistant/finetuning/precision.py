@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
+
+from assistant.models import cpu_bf16_flags
 
 logger = logging.getLogger(__name__)
-
-CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 class PrecisionError(ValueError):
@@ -38,15 +37,6 @@ class Precision:
     """dtype the base weights load in: float32 | bfloat16 | float16."""
     reason: str
     """Why this was chosen (logged and written to the report)."""
-
-
-def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
-    """Which of AVX512-BF16 / AMX-BF16 the CPU reports (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        flags = set(cpuinfo.read_text().split())
-    except OSError:
-        return []
-    return [f for f in CPU_BF16_FLAGS if f in flags]
 
 
 def resolve_precision(
