@@ -9,7 +9,7 @@ import pytest
 
 from assistant.config import load_settings
 from assistant.ingestion import embedding_for, ingest_paths
-from assistant.retrieval import Retriever, reciprocal_rank_fusion, retrieve
+from assistant.retrieval import Hit, Retriever, one_per_page, reciprocal_rank_fusion, retrieve
 from tests.pdfs import TOPICS, topic_pages, write_pdf
 
 
@@ -92,3 +92,11 @@ def test_real_pdf_question_finds_its_page(data_dir, tmp_path):
     assert ("NIMH_perinatal_depression.pdf", 2) in [(h.file, h.page) for h in hits]
     assert hits[0].title == "Perinatal Depression (NIH Publication No. 23-MH-8116, revised 2023)"
     assert hits[0].specialty == "pregnancy"
+
+
+def test_one_chunk_per_page_keeps_the_best_ranked_and_the_order():
+    def hit(file: str, page: int, chunk: str) -> Hit:
+        return Hit("text", 0.5, file, page, str(page), "pregnancy", "title", chunk)
+
+    ranked = [hit("a.pdf", 3, "a3-1"), hit("a.pdf", 3, "a3-2"), hit("b.pdf", 3, "b3"), hit("a.pdf", 4, "a4")]
+    assert [h.chunk_id for h in one_per_page(ranked)] == ["a3-1", "b3", "a4"]
