@@ -49,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     add = parser.add_argument
     add("--dataset", type=Path, help=f"patient-question dataset (default: $LLAMA_MD_DATA_DIR/{DATASET})")
-    add("--train-samples", type=int, default=400, help="fine-tuning samples (default 400)")
+    add(
+        "--train-samples",
+        type=int,
+        default=1000,
+        help="fine-tuning samples (default 1000: the README's real run, ~8 min of training here)",
+    )
     add("--eval-samples", type=int, default=100, help="held-out samples for the eval loss (default 100)")
     add("--stop-prompts", type=int, default=20, help="held-out prompts for the stop rate (default 20)")
     add(
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         adapter = latest_adapter(settings.runs_dir)
         cmd = [py, "-m", "finetune", "--preset", "smollm2-135m", "--dataset", str(dataset)]
         cmd += ["--max-samples", str(args.train_samples), "--eval-samples", str(args.eval_samples)]
-        cmd += ["--stop-prompts", str(args.stop_prompts), "--max-new-tokens", "160"]
+        cmd += ["--stop-prompts", str(args.stop_prompts)]
         cmd += ["--sample-answers", str(args.sample_answers)]
         if args.max_steps:
             cmd += ["--max-steps", str(args.max_steps)]
