@@ -181,12 +181,17 @@ def test_cli_names_the_missing_adapter(tmp_path, monkeypatch, capsys):
 
 
 def test_option_scoring_with_a_shared_prompt_cache_equals_scoring_each_full_sequence(generator):
+    import copy
+
     import torch
 
     from assistant.evaluation.likelihood import choose_by_likelihood, option_logprobs
     from assistant.generation import Generator
 
     model, tokenizer = generator
+    # The identity is exact in fp32; in bf16 (the chat's default on this CPU) the cached and the full pass round
+    # differently, by ~5e-3 in a mean log-probability.
+    model = copy.deepcopy(model).float()
     gen = Generator(model, tokenizer, base_model="bundled")
     messages = [{"role": "user", "content": "Is the sky blue on a clear day? Answer yes or no."}]
     conts = ["Yes", "No", "B. Known liver neoplasm"]
