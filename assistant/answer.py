@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
+from assistant import torch_thread
 from assistant.config import Settings
 from assistant.generation import Generator
 from assistant.prompts import compose
@@ -124,7 +125,12 @@ class Assistant:
 
         A missing store is not fatal: ``store_error`` says which command builds it and answers go without
         retrieval. A store built with another embedding model is (StoreError, naming both models).
+        Models load on the torch thread (:mod:`assistant.torch_thread`), where they also run.
         """
+        return torch_thread.run(cls._load, settings, adapter, use_rag)
+
+    @classmethod
+    def _load(cls, settings: Settings, adapter, use_rag: bool) -> Assistant:
         generator = Generator.from_settings(settings, adapter)
         retriever, store_error = None, ""
         if use_rag:

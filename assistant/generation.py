@@ -7,13 +7,13 @@ stop tokens used in training, so inference renders prompts exactly as the model 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant import torch_thread
 from assistant.adapters import AdapterError, AdapterInfo, check_base_model, latest_adapter
 from assistant.config import EMBEDDED_GENERATOR, Settings
 from assistant.models import load_generator, resolve_model_id
@@ -187,14 +187,13 @@ class Generator:
                 result["error"] = exc
                 streamer.end()
 
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
+        future = torch_thread.submit(work)
         stats = GenerationStats(prompt_tokens=int(inputs["input_ids"].shape[1]))
         for piece in streamer:
             if piece and not stats.ttft_s:
                 stats.ttft_s = time.perf_counter() - started
             yield piece
-        thread.join()
+        future.result()
         if "error" in result:
             raise result["error"]
         new = result["ids"][0, stats.prompt_tokens :]

@@ -130,8 +130,10 @@ class Retriever:
         return self.collection.count()
 
     def embed_query(self, query: str) -> np.ndarray:
-        """Unit-length query embedding, shape (dim,)."""
-        return np.asarray(self.embed_model.get_query_embedding(query), dtype=np.float32)
+        """Unit-length query embedding, shape (dim,); computed on the torch thread (:mod:`assistant.torch_thread`)."""
+        from assistant import torch_thread
+
+        return np.asarray(torch_thread.run(self.embed_model.get_query_embedding, query), dtype=np.float32)
 
     def retrieve(self, query: str, top_k: int | None = None) -> list[Hit]:
         """The ``top_k`` best chunks for ``query``, best first (``top_k`` default: settings.top_k).

@@ -66,6 +66,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    from assistant import torch_thread
     from assistant.answer import Assistant
     from assistant.config import load_settings
     from assistant.prompts import compose
@@ -90,7 +91,10 @@ def main() -> None:
             context_tokens=min(settings.context_tokens, gen.context_window),
             max_new_tokens=args.max_new_tokens,
         )
-        ttft_bare, tps_bare = bare(gen.model, gen.tokenizer, comp.messages, max(answer.new_tokens, 2))
+        # on the torch thread, where the chat's own generation runs (see assistant.torch_thread)
+        ttft_bare, tps_bare = torch_thread.run(
+            bare, gen.model, gen.tokenizer, comp.messages, max(answer.new_tokens, 2)
+        )
         rows.append(
             (
                 answer.retrieval_ms,

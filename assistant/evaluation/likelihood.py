@@ -33,8 +33,15 @@ def option_logprobs(
         use_adapter: False scores with the LoRA adapter disabled (the base model).
 
     Returns:
-        One float <= 0 per continuation (nats per token).
+        One float <= 0 per continuation (nats per token). Computed on the torch thread, like generation
+        (:mod:`assistant.torch_thread`).
     """
+    from assistant import torch_thread
+
+    return torch_thread.run(_option_logprobs, generator, messages, continuations, use_adapter)
+
+
+def _option_logprobs(generator, messages, continuations, use_adapter: bool) -> list[float]:
     import copy
 
     import torch
