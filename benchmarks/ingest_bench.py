@@ -96,8 +96,8 @@ def main() -> None:
         "--home", type=Path, default=Path("/tmp/llama-md-bench"), help="llama-md home to build in"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="embedding batch size (default: 32)")
-    parser.add_argument("--chunk-size", type=int, help="embedding tokens (default: settings, 200)")
-    parser.add_argument("--chunk-overlap", type=int, help="embedding tokens (default: settings, 40)")
+    parser.add_argument("--chunk-size", type=int, help="embedding tokens (default: settings, 254)")
+    parser.add_argument("--chunk-overlap", type=int, help="embedding tokens (default: settings, 50)")
     parser.add_argument("--out", type=Path, help="JSON results (default: HOME/ingest_bench.json)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -3,7 +3,7 @@
     python -m ingest ../shared/corpora/pregnancy                 # a folder (walked recursively) or files
     python -m ingest --specialty pregnancy                        # that specialty's corpus, from its manifest
     python -m ingest ../shared/corpora/pregnancy --report run.json --prune
-    python -m ingest docs/ --rebuild --chunk-size 200 --chunk-overlap 40
+    python -m ingest docs/ --rebuild --chunk-size 254 --chunk-overlap 50
     python -m ingest docs/ --chroma-url http://127.0.0.1:8000     # a server: `chroma run --path DIR --port 8000`
 
 Re-running is idempotent: unchanged files are skipped, changed ones replaced. Exit code 1 when nothing could be

@@ -155,7 +155,7 @@ def test_store_built_with_another_embedding_model_is_refused(tmp_path):
         message = str(err.value)
         assert "sentence-transformers/all-MiniLM-L6-v2" in message and "BAAI/bge-small-en-v1.5" in message
         assert "--rebuild" in message
-    with pytest.raises(StoreError, match="chunk_size=200"):
+    with pytest.raises(StoreError, match=f"chunk_size={make_settings(tmp_path / 'home').chunk_size}"):
         ingest_paths([folder], make_settings(tmp_path / "home", chunk_size=100, chunk_overlap=10))
 
 
