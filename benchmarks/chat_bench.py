@@ -69,7 +69,6 @@ def main() -> None:
     from assistant import torch_thread
     from assistant.answer import Assistant
     from assistant.config import load_settings
-    from assistant.prompts import compose
 
     settings = load_settings()
     bot = Assistant.from_settings(settings, "auto")
@@ -81,16 +80,7 @@ def main() -> None:
     rows = []
     for q in QUESTIONS[: args.questions]:
         answer = bot.ask(q, temperature=0, max_new_tokens=args.max_new_tokens).collect()
-        hits = bot.retriever.retrieve(q, settings.top_k) if bot.retriever else []
-        comp = compose(
-            q,
-            [h for h in hits if h.score >= settings.min_score],
-            [],
-            system_prompt=gen.system_prompt,
-            count_tokens=gen.count_tokens,
-            context_tokens=min(settings.context_tokens, gen.context_window),
-            max_new_tokens=args.max_new_tokens,
-        )
+        comp, _, _ = bot.compose_turn(q, max_new_tokens=args.max_new_tokens)  # the prompt ask() sent
         # on the torch thread, where the chat's own generation runs (see assistant.torch_thread)
         ttft_bare, tps_bare = torch_thread.run(
             bare, gen.model, gen.tokenizer, comp.messages, max(answer.new_tokens, 2)
