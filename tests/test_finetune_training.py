@@ -102,7 +102,7 @@ def test_lora_run_writes_the_shared_adapter_format_and_learns(tiny_model, tiny_d
 
 def test_the_model_loss_trains_like_trls_fused_lm_head(tiny_model, tiny_dataset, tmp_path):
     """``--loss model`` (the CPU default, faster here) must give the same per-step losses as trl's fused head,
-    padding-free batches included (use_cache off, or transformers would let the rows attend to each other)."""
+    padding-free batches included."""
     losses = {}
     for loss in ("fused", "model"):
         main(

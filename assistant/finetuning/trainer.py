@@ -43,7 +43,7 @@ class GuardedSFTTrainer(SFTTrainer):
         if self.fused_lm_head:
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         else:
-            # use_cache off is also what lets transformers see padding-free rows as separate sequences
+            # as trl's compute_loss does; with a KV cache transformers would not separate padding-free rows
             inputs["use_cache"] = False
             result = Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
         if not model.training:
