@@ -21,6 +21,12 @@ logger = logging.getLogger(__name__)
 
 INFO_FILE = "llama-md.json"
 
+#: The ChatDoctor instruction (https://github.com/Kent0n-Li/ChatDoctor): the system prompt of fine-tuning when the
+#: dataset has none, and of the chat without an adapter, so the base model is asked the way the tuned one was.
+DEFAULT_SYSTEM_PROMPT = (
+    "If you are a doctor, please answer the medical questions based on the patient's description."
+)
+
 
 class AdapterError(ValueError):
     """An adapter folder is missing, incomplete or belongs to another base model."""

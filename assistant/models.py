@@ -1,4 +1,8 @@
-"""Loading the generator and the embedding model: the bundled defaults, local folders, or hub ids.
+"""The one place models load: the generator and the embedding model (bundled defaults, local folders, hub ids).
+
+Every caller gets the embedding model from here: topics, doctor and the evaluation through :func:`load_embedder`
+(a SentenceTransformer), ingestion and retrieval through :func:`load_index_embedder` (the same cached
+SentenceTransformer seen through llama-index's embedding interface), so a process holds one copy of it.
 
 Bundled defaults (no download needed):
 
@@ -23,7 +27,7 @@ import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from assistant.config import EMBEDDED_EMBEDDER, EMBEDDED_GENERATOR, Settings, load_settings
 
@@ -296,3 +300,116 @@ def load_embedder(
         ModelUnavailableError: offline and not cached, gated, or a wrong id.
     """
     return _load_sentence_transformer(embedder_path(model_id, settings), device or default_device())
+
+
+@lru_cache(maxsize=1)
+def _index_embedding_class() -> type:
+    """The llama-index ``BaseEmbedding`` over a SentenceTransformer (built on first use: llama-index imports slowly)."""
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from pydantic import PrivateAttr
+
+    class SentenceTransformerEmbedding(BaseEmbedding):
+        """llama-index view of a loaded SentenceTransformer: L2-normalised vectors, no query or text prompt.
+
+        Gives the same vectors as llama-index's ``HuggingFaceEmbedding(normalize=True)`` for models without
+        instruction prompts (all-MiniLM-L6-v2 has none), without loading a second copy of the model.
+        """
+
+        _model: Any = PrivateAttr()
+
+        def __init__(self, model: SentenceTransformer, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._model = model
+
+        @classmethod
+        def class_name(cls) -> str:
+            return "SentenceTransformerEmbedding"
+
+        @property
+        def model(self) -> SentenceTransformer:
+            """The underlying SentenceTransformer (its ``tokenizer`` and ``max_seq_length`` set chunk sizes)."""
+            return self._model
+
+        def _encode(self, texts: list[str]) -> list[list[float]]:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.embed_batch_size,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+            )
+            return vectors.tolist()
+
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return self._encode([query])[0]
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return self._encode([text])[0]
+
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            return self._encode(texts)
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+        async def _aget_text_embedding(self, text: str) -> list[float]:
+            return self._get_text_embedding(text)
+
+    return SentenceTransformerEmbedding
+
+
+@lru_cache(maxsize=4)
+def _index_embedder(path: str, device: str, batch_size: int):
+    cls = _index_embedding_class()
+    return cls(_load_sentence_transformer(path, device), model_name=path, embed_batch_size=batch_size)
+
+
+def load_index_embedder(
+    model_id: str | None = None,
+    settings: Settings | None = None,
+    *,
+    batch_size: int = 32,
+    device: str | None = None,
+):
+    """The embedding model as a llama-index ``BaseEmbedding``, for ingestion and retrieval (cached per process).
+
+    It wraps the very SentenceTransformer :func:`load_embedder` returns, so both views share one copy.
+
+    Args:
+        model_id: hub id, folder or alias; default ``settings.embedding_model`` (bundled all-MiniLM-L6-v2).
+        settings: resolved settings (default: :func:`load_settings`).
+        batch_size: texts per ``encode`` call when embedding many chunks.
+        device: "cpu", "cuda", "mps" (default: :func:`default_device`).
+
+    Returns:
+        An embedding whose ``get_text_embedding(text)`` is a unit-length list of d floats (384 for MiniLM) and
+        whose ``model`` is the SentenceTransformer.
+
+    Raises:
+        ModelUnavailableError: offline and not cached, gated, or a wrong id.
+    """
+    settings = settings or load_settings()
+    path = embedder_path(model_id or settings.embedding_model, settings)
+    return _index_embedder(path, device or default_device(), batch_size)
+
+
+# Decoding --------------------------------------------------------------------------------------------
+
+
+def repetition_penalty_processors(penalty: float, prompt_length: int):
+    """A ``LogitsProcessorList`` applying ``penalty`` (Keskar et al. 2019, CTRL) to the generated tokens only.
+
+    Shared by the chat's generator and fine-tuning's stop-rate check, so both decode the same way.
+    ``generate(repetition_penalty=...)`` also penalizes every token of the prompt. In a chat prompt that includes
+    the end-of-turn token closing the system and user turns, so the model is pushed away from stopping (measured:
+    the fine-tuned SmolLM2 ended 47 of 50 held-out answers within 256 tokens with the prompt penalized, 49 with
+    the same weights and only the answer penalized), and the retrieved passages' own words, which a grounded
+    answer should reuse. ``prompt_length`` is the (left-padded) prompt's width, shape ``input_ids.shape[1]``.
+    """
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    if penalty == 1.0:
+        return LogitsProcessorList()
+    return LogitsProcessorList(
+        [RepetitionPenaltyLogitsProcessor(float(penalty), prompt_ignore_length=prompt_length)]
+    )

@@ -48,6 +48,7 @@ import numpy as np
 
 from assistant.config import Settings, load_settings
 from assistant.data import DatasetError, load_table, question_texts
+from corpora import check_specialty, specialty_descriptions
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -76,7 +77,7 @@ CHART_NAME = "topics.png"
 
 
 class TopicsError(ValueError):
-    """The questions can't be modeled (empty, too few, unknown specialty); the message says what to change."""
+    """The questions can't be modeled (an empty dataset, too few questions); the message says what to change."""
 
 
 @dataclass
@@ -112,7 +113,7 @@ class TopicReport:
     overridden: bool = False
 
     def to_json(self) -> dict:
-        """The ``topics.json`` document (exactly the keys of issue 4)."""
+        """The ``topics.json`` document (read by :func:`assistant.config.picked_specialty` and shown in the README)."""
         return {
             "topics": [t.to_json() for t in self.topics],
             "specialty_shares": self.specialty_shares,
@@ -148,25 +149,6 @@ def topic_count(n_questions: int) -> int:
         )
         return count
     return int(min(max(n_questions // QUESTIONS_PER_TOPIC, TOP_N), MAX_TOPICS))
-
-
-def specialty_descriptions() -> dict[str, str]:
-    """Specialty name -> description, from every corpus manifest (``corpora/*.toml``)."""
-    from corpora import list_corpora, load_corpus
-
-    return {name: load_corpus(name).description for name in list_corpora()}
-
-
-def check_specialty(name: str) -> str:
-    """``name`` if a corpus manifest has it.
-
-    Raises:
-        TopicsError: unknown name; the message lists the valid ones.
-    """
-    valid = sorted(specialty_descriptions())
-    if name not in valid:
-        raise TopicsError(f"Unknown specialty {name!r}; corpora exist for: {', '.join(valid)}.")
-    return name
 
 
 def map_topics(
@@ -233,7 +215,8 @@ def model_topics(
 
     Raises:
         DatasetError: unreadable dataset, unknown column (the columns found are listed) or unknown schema.
-        TopicsError: empty dataset, too few usable questions, or an unknown ``specialty``.
+        TopicsError: empty dataset or too few usable questions.
+        CorpusError: an unknown ``specialty`` (the valid ones are listed).
         ModelUnavailableError: the embedding model can't be loaded.
     """
     from assistant.models import load_embedder
@@ -421,8 +404,6 @@ __all__ = [
     "topic_count",
     "write_report",
     "plot_topics",
-    "check_specialty",
-    "specialty_descriptions",
     "DatasetError",
     "MIN_SIMILARITY",
     "MIN_MARGIN",

@@ -1,6 +1,6 @@
 """Chat latency: time to first token (with retrieval) and decode tokens/s, against a bare ``model.generate``.
 
-    .venv/bin/python benchmarks/chat_bench.py [--questions 8] [--max-new-tokens 128]
+    .venv/bin/python -m benchmarks.chat_bench [--questions 8] [--max-new-tokens 128]
 
 Uses the store and adapter in $LLAMA_MD_HOME (build them with `python -m ingest --specialty pregnancy` and
 `python -m finetune`). In the same run, for the same composed prompts, the bare baseline is
@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 QUESTIONS = [
     "What should I eat during the third trimester?",
@@ -33,7 +29,7 @@ QUESTIONS = [
 def bare(model, tokenizer, messages, n: int) -> tuple[float, float]:
     import torch
 
-    from assistant.generation import repetition_penalty_processors
+    from assistant.models import repetition_penalty_processors
 
     ids = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
@@ -67,7 +63,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     from assistant import torch_thread
-    from assistant.answer import Assistant
+    from assistant.chat.answer import Assistant
     from assistant.config import load_settings
 
     settings = load_settings()

@@ -37,14 +37,14 @@ def run(corpus: Path, home: Path, batch_size: int, chunk_size: int | None, chunk
     import torch
 
     from assistant.config import load_settings
-    from assistant.ingestion import embedding_for, ingest_paths
-    from assistant.models import load_embedder
-    from assistant.store import open_collection
+    from assistant.models import load_embedder, load_index_embedder
+    from assistant.rag.ingest import ingest_paths
+    from assistant.rag.store import open_collection
 
     settings = load_settings(
         {"home": str(home), "chunk_size": chunk_size, "chunk_overlap": chunk_overlap}, environ={}
     )
-    embedding_for(settings, batch_size)  # model load is not ingest time
+    load_index_embedder(None, settings, batch_size=batch_size)  # model load is not ingest time
     cpu0 = time.process_time()
     fresh = ingest_paths([corpus], settings, rebuild=True, batch_size=batch_size, show_progress=True)
     fresh_cpu_s = time.process_time() - cpu0

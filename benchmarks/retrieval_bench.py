@@ -5,12 +5,13 @@
     # plus MedQuAD: a store of answers from ../shared/datasets/medquad.jsonl, 500 sample questions:
     nice -n 5 .venv/bin/python -m benchmarks.retrieval_bench --home /tmp/bench-home --medquad ../shared
 
-Pregnancy: ``benchmarks/data/pregnancy_questions.jsonl`` holds questions written about one page each
+Pregnancy: ``assistant/evaluation/data/pregnancy_questions.jsonl`` holds questions written about one page each
 ({question, file, page}); a question counts as found at k when a chunk of that page is among the first k hits.
 Reported: recall@1/5/10 and MRR@5 (reciprocal rank of the first right hit within 5, else 0).
 MedQuAD: the store holds the 500 sample questions' gold answers plus ``--medquad-distractors`` other answers,
 chunked and embedded like the PDFs; hit@k counts a chunk of the gold answer among the first k hits.
 Latency: wall time of ``Retriever.retrieve`` per query (query embedding included), p50 / p95 in ms.
+Scoring and the MedQuAD store come from :mod:`assistant.evaluation.retrieval_suite`; figures in docs/results.md.
 """
 
 from __future__ import annotations
@@ -19,48 +20,18 @@ import argparse
 import json
 import logging
 import os
-import random
-import time
 from pathlib import Path
 
-import numpy as np
+from assistant.evaluation.retrieval_suite import build_medquad, pregnancy_items, score
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-QUESTIONS = Path(__file__).resolve().parent / "data" / "pregnancy_questions.jsonl"
-KS = (1, 5, 10)
-
-
-def score(retriever, items: list[tuple[str, object]], key) -> dict:
-    """recall@k, MRR@5 and latency for ``items`` = [(question, gold)], ``key(hit) -> gold-comparable``."""
-    ranks, latencies, misses = [], [], []
-    for question, gold in items:
-        started = time.perf_counter()
-        hits = retriever.retrieve(question, top_k=max(KS))
-        latencies.append((time.perf_counter() - started) * 1000)
-        keys = [key(h) for h in hits]
-        rank = keys.index(gold) + 1 if gold in keys else None
-        ranks.append(rank)
-        if rank is None or rank > 5:
-            misses.append(
-                {"question": question, "gold": gold, "rank": rank, "top1": keys[0] if keys else None}
-            )
-    n = len(items)
-    out = {f"recall@{k}": round(sum(1 for r in ranks if r and r <= k) / n, 3) for k in KS}
-    out["mrr@5"] = round(sum(1 / r for r in ranks if r and r <= 5) / n, 3)
-    out["p50_ms"] = round(float(np.percentile(latencies, 50)), 1)
-    out["p95_ms"] = round(float(np.percentile(latencies, 95)), 1)
-    out["n"] = n
-    out["misses"] = misses
-    return out
-
 
 def pregnancy(settings) -> dict:
-    from assistant.retrieval import Retriever
+    from assistant.rag.retrieve import Retriever
 
-    rows = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
-    items = [(r["question"], (r["file"], r["page"])) for r in rows]
+    items = pregnancy_items()
     results = {}
     for mode in ("dense", "hybrid"):
         retriever = Retriever.from_settings(settings, mode)
@@ -70,59 +41,10 @@ def pregnancy(settings) -> dict:
     return results
 
 
-def medquad_key(row: dict) -> str:
-    """medquad.jsonl row -> the sample's qid: ``<collection no.>_<id>`` (ids repeat across collections)."""
-    return f"{row['collection'].split('_', 1)[0]}_{row['id']}"
-
-
-def build_medquad(settings, data_dir: Path, distractors: int, seed: int) -> list[tuple[str, str]]:
-    """Ingest gold + distractor answers as llama-index Documents into ``settings.collection``; return items."""
-    from llama_index.core import Document
-    from llama_index.core.ingestion import IngestionPipeline
-    from llama_index.vector_stores.chroma import ChromaVectorStore
-
-    from assistant import store as st
-    from assistant.ingestion import embedding_for, make_splitter
-
-    sample = [
-        json.loads(line)
-        for line in (data_dir / "eval/retrieval/medquad_q2a_sample500.jsonl").read_text().splitlines()
-    ]
-    answers = {}
-    with (data_dir / "datasets/medquad.jsonl").open() as fh:
-        for line in fh:
-            row = json.loads(line)
-            answers[medquad_key(row)] = row["answer"]
-    gold = {s["qid"] for s in sample}
-    missing = gold - answers.keys()
-    assert not missing, f"{len(missing)} gold ids not found in medquad.jsonl, e.g. {sorted(missing)[:3]}"
-    others = sorted(answers.keys() - gold)
-    chosen = sorted(gold) + random.Random(seed).sample(others, min(distractors, len(others)))
-    embed = embedding_for(settings)
-    client = st.open_client(settings)
-    st.drop_collection(settings, client=client)
-    collection = st.open_collection(settings, create_dim=384, client=client)
-    docs = [Document(id_=i, text=answers[i], metadata={"file": i, "page": 1}) for i in chosen]
-    for doc in docs:
-        doc.excluded_embed_metadata_keys = doc.excluded_llm_metadata_keys = ["file", "page"]
-    started = time.perf_counter()
-    IngestionPipeline(
-        transformations=[make_splitter(settings, embed), embed],
-        vector_store=ChromaVectorStore(chroma_collection=collection),
-    ).run(documents=docs, show_progress=True)
-    logging.getLogger(__name__).warning(
-        "MedQuAD store: %d answers, %d chunks in %.0f s",
-        len(docs),
-        collection.count(),
-        time.perf_counter() - started,
-    )
-    return [(s["question"], s["qid"]) for s in sample]
-
-
 def medquad(settings, data_dir: Path, distractors: int) -> dict:
     from dataclasses import replace
 
-    from assistant.retrieval import Retriever
+    from assistant.rag.retrieve import Retriever
 
     mq = replace(settings, collection="medquad-bench")
     items = build_medquad(mq, data_dir, distractors, settings.seed)

@@ -77,6 +77,23 @@ def load_corpus(name: str) -> Corpus:
     return Corpus(data["name"], data["display_name"], data["description"], files)
 
 
+def specialty_descriptions() -> dict[str, str]:
+    """Specialty name -> description, from every manifest (what topics and ``--specialty`` filters compare with)."""
+    return {name: load_corpus(name).description for name in list_corpora()}
+
+
+def check_specialty(name: str) -> str:
+    """``name`` if a corpus manifest has it.
+
+    Raises:
+        CorpusError: unknown name; the message lists the valid ones.
+    """
+    valid = list_corpora()
+    if name not in valid:
+        raise CorpusError(f"Unknown specialty {name!r}; corpora exist for: {', '.join(valid)}.")
+    return name
+
+
 def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()

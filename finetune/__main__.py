@@ -210,6 +210,7 @@ def cli(argv: list[str] | None = None) -> int:
     from assistant.finetuning.presets import PresetError
     from assistant.finetuning.training import RunFolderError, TrainingDiverged, TrainingInterrupted, main
     from assistant.models import ModelUnavailableError
+    from corpora import CorpusError
 
     try:
         cfg = config_from_args(args)
@@ -228,6 +229,7 @@ def cli(argv: list[str] | None = None) -> int:
         DataPrepError,
         ModelUnavailableError,
         AdapterError,
+        CorpusError,
         TrainingDiverged,
     ) as exc:
         print(f"finetune: {exc}", file=sys.stderr)

@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(cfg: IngestConfig) -> int:
     """Run one ingest; print the summary table; return the exit code."""
-    from assistant.ingestion import ingest_paths
-    from assistant.store import StoreError
+    from assistant.rag.ingest import ingest_paths
+    from assistant.rag.store import StoreError
     from corpora import CorpusError, resolve_corpus
 
     paths = list(cfg.paths)

@@ -62,7 +62,7 @@ def embedder(settings):
 def ui_home(tmp_path_factory, settings):
     """A home with a real Chroma store built from a small written PDF and an (untrained) LoRA adapter."""
     from assistant.config import load_settings
-    from assistant.ingestion import ingest_paths
+    from assistant.rag.ingest import ingest_paths
     from tests.helpers import PREGNANCY_PAGES, make_adapter, write_pdf
 
     home = tmp_path_factory.mktemp("ui-home")

@@ -38,10 +38,9 @@ def make_adapter(settings, run_name: str = "smollm2-135m-test") -> Path:
     """An untrained LoRA adapter on the bundled SmolLM2 in the shared adapter format; returns adapter/."""
     from peft import LoraConfig, get_peft_model
 
-    from assistant.adapters import AdapterInfo
+    from assistant.adapters import DEFAULT_SYSTEM_PROMPT, AdapterInfo
     from assistant.config import EMBEDDED_GENERATOR
     from assistant.models import load_generator
-    from assistant.prompts import DEFAULT_SYSTEM_PROMPT
 
     model, tokenizer = load_generator(None, settings, device="cpu")
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))

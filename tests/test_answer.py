@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import pytest
 
 from assistant.adapters import AdapterError, AdapterInfo
-from assistant.answer import NO_SUPPORT, Assistant, select_sources
+from assistant.chat.answer import NO_SUPPORT, Assistant, select_sources
+from assistant.chat.prompts import compose
+from assistant.chat.safety import EMERGENCY_MESSAGE
 from assistant.config import load_settings
-from assistant.prompts import compose
-from assistant.safety import EMERGENCY_MESSAGE
 from tests.conftest import REPO
 
 
@@ -40,7 +40,7 @@ def test_sources_are_the_cited_markers_else_the_top_passages_above_the_bar():
 def test_repetition_penalty_spares_the_prompt_so_the_end_of_turn_token_is_not_pushed_down():
     import torch
 
-    from assistant.generation import repetition_penalty_processors
+    from assistant.models import repetition_penalty_processors
 
     end_of_turn, word, fresh = 2, 7, 9
     prompt = [1, end_of_turn, 5, end_of_turn, 1]  # system and user turns each closed by the end-of-turn token

@@ -1,4 +1,4 @@
-from assistant.chats import ChatHistory
+from assistant.chat.history import ChatHistory
 
 
 def test_history_survives_a_new_connection(tmp_path):

@@ -115,7 +115,7 @@ def test_quick_suite_smoke_run_through_the_answer_path(ui_home, data_dir, tmp_pa
     """Four variants, two items per set, short answers: every suite lands in report.md / .json / .png."""
     import torch
 
-    from assistant.answer import Assistant
+    from assistant.chat.answer import Assistant
     from assistant.config import load_settings
     from assistant.evaluation.report import write_report
     from assistant.evaluation.runner import evaluate
@@ -185,8 +185,8 @@ def test_option_scoring_with_a_shared_prompt_cache_equals_scoring_each_full_sequ
 
     import torch
 
+    from assistant.chat.generation import Generator
     from assistant.evaluation.likelihood import choose_by_likelihood, option_logprobs
-    from assistant.generation import Generator
 
     model, tokenizer = generator
     # The identity is exact in fp32; in bf16 (the chat's default on this CPU) the cached and the full pass round

@@ -250,7 +250,7 @@ def test_merge_writes_a_full_model_that_matches_base_plus_adapter(tiny_model, ti
 @pytest.mark.slow
 def test_real_smollm2_adapter_loads_in_the_chat_generator(settings, tiny_dataset, tmp_path):
     """Two steps on the bundled SmolLM2; the chat's loader applies the adapter with its prompt format."""
-    from assistant.generation import Generator
+    from assistant.chat.generation import Generator
 
     out = tmp_path / "run"
     cfg = FinetuneConfig.from_preset(

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from assistant.config import load_settings
-from assistant.ingestion import ingest_paths
-from assistant.store import StoreError, open_collection
+from assistant.rag.ingest import ingest_paths
+from assistant.rag.store import StoreError, open_collection
 from ingest.__main__ import IngestConfig, main
 from tests.pdfs import empty_pdf, pdf_bytes, topic_pages, write_pdf
 
@@ -86,14 +86,14 @@ def test_strict_fails_on_any_failure_and_report_json_is_written(tmp_path, bad_fo
 
 
 def test_chunks_carry_citation_metadata_and_fit_the_embedder(tmp_path):
-    from assistant.ingestion import embedding_for
+    from assistant.models import load_index_embedder
 
     folder = tmp_path / "in"
     write_pdf(folder / "book.pdf", topic_pages(0, 4, lines_per_page=40), roman_pages=1)
     settings = make_settings(tmp_path / "home", chunk_size=120, chunk_overlap=20)
     ingest_paths([folder], settings, specialty="pregnancy")
     data = open_collection(settings).get(include=["metadatas", "documents"])
-    tokenizer = embedding_for(settings)._model.tokenizer
+    tokenizer = load_index_embedder(None, settings).model.tokenizer
     assert len(data["ids"]) > 4  # 40 lines per page don't fit one 120-token chunk
     for chunk_id, meta, text in zip(data["ids"], data["metadatas"], data["documents"], strict=True):
         assert chunk_id.startswith(f"book.pdf::p{meta['page']}::c")
@@ -143,7 +143,7 @@ def test_reingest_is_idempotent_changes_replace_and_prune_removes(tmp_path):
 
 
 def test_store_built_with_another_embedding_model_is_refused(tmp_path):
-    from assistant.retrieval import Retriever
+    from assistant.rag.retrieve import Retriever
 
     folder = tmp_path / "in"
     write_pdf(folder / "a.pdf", topic_pages(0, 1))
@@ -160,7 +160,7 @@ def test_store_built_with_another_embedding_model_is_refused(tmp_path):
 
 
 def test_missing_store_names_the_ingest_command(tmp_path):
-    from assistant.retrieval import Retriever
+    from assistant.rag.retrieve import Retriever
 
     with pytest.raises(StoreError, match="python -m ingest --specialty pregnancy"):
         Retriever.from_settings(make_settings(tmp_path / "home", specialty="pregnancy"))
@@ -208,7 +208,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_ingest_and_retrieve_through_a_chroma_server(tmp_path):
-    from assistant.retrieval import Retriever
+    from assistant.rag.retrieve import Retriever
 
     chroma = Path(sys.executable).parent / "chroma"
     if not chroma.exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.pdf import PdfError, clean_page, read_pdf, repeated_edge_lines
+from assistant.rag.pdf import PdfError, clean_page, read_pdf, repeated_edge_lines
 from tests.pdfs import TOPICS, empty_pdf, pdf_bytes, topic_pages, write_pdf
 
 

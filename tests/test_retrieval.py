@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from assistant.config import load_settings
-from assistant.ingestion import embedding_for, ingest_paths
-from assistant.retrieval import Hit, Retriever, one_per_page, reciprocal_rank_fusion, retrieve
+from assistant.models import load_index_embedder
+from assistant.rag.ingest import ingest_paths
+from assistant.rag.retrieve import Hit, Retriever, one_per_page, reciprocal_rank_fusion, retrieve
 from tests.pdfs import TOPICS, topic_pages, write_pdf
 
 
@@ -45,7 +46,7 @@ def test_scores_are_cosine_similarities_in_both_modes(small_store):
     query = "calcium supplementation and pre-eclampsia"
     dense = Retriever.from_settings(small_store, "dense").retrieve(query, top_k=8)
     hybrid = Retriever.from_settings(small_store, "hybrid").retrieve(query, top_k=8)
-    model = embedding_for(small_store)._model
+    model = load_index_embedder(None, small_store).model
     q = model.encode(query, normalize_embeddings=True)
     texts = model.encode([h.text for h in dense + hybrid], normalize_embeddings=True)
     expected = texts @ q

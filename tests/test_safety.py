@@ -1,5 +1,5 @@
-from assistant.safety import CRISIS_MESSAGE, EMERGENCY_MESSAGE, screen
-from benchmarks.safety_bench import DATA, evaluate
+from assistant.chat.safety import CRISIS_MESSAGE, EMERGENCY_MESSAGE, screen
+from assistant.evaluation.safety_suite import DATA, evaluate
 
 
 def test_red_flags_get_the_emergency_message_first():

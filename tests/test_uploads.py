@@ -1,6 +1,6 @@
 import pytest
 
-from assistant.uploads import UploadError, safe_name, save_upload
+from assistant.chat.uploads import UploadError, safe_name, save_upload
 
 
 def test_names_are_sanitized():

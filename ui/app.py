@@ -11,12 +11,12 @@ from __future__ import annotations
 import streamlit as st
 
 from assistant.adapters import AdapterError
-from assistant.answer import Assistant
-from assistant.chats import ChatHistory
+from assistant.chat.answer import Assistant
+from assistant.chat.history import ChatHistory
+from assistant.chat.safety import DISCLAIMER
+from assistant.chat.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
 from assistant.config import ConfigError, load_settings
 from assistant.models import ModelUnavailableError
-from assistant.safety import DISCLAIMER
-from assistant.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
 from corpora import CorpusError, load_corpus
 
 st.set_page_config(page_title="llama-md", page_icon="🩺", layout="wide")
@@ -91,7 +91,7 @@ with st.sidebar:
             except UploadError as exc:
                 st.error(str(exc))
         if saved:
-            from assistant.ingestion import ingest_paths
+            from assistant.rag.ingest import ingest_paths
 
             bar = st.progress(0.0, text="Ingesting...")
             report = ingest_paths(

@@ -33,10 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from assistant.adapters import AdapterError
-    from assistant.answer import Assistant
+    from assistant.chat.answer import Assistant
+    from assistant.chat.safety import DISCLAIMER
     from assistant.models import ModelUnavailableError
-    from assistant.safety import DISCLAIMER
-    from assistant.store import StoreError
+    from assistant.rag.store import StoreError
 
     settings = load_settings(
         {"top_k": args.top_k, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens}

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from assistant.evaluation.runner import EvalConfig, EvaluationError, evaluate
     from assistant.evaluation.suites import EvalSetError
     from assistant.models import ModelUnavailableError
-    from assistant.store import StoreError
+    from assistant.rag.store import StoreError
 
     settings = load_settings({"data_dir": args.data_dir})
     adapter = None if (args.adapter or "").lower() == "none" else (args.adapter or "auto")

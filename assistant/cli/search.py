@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.retrieval import Retriever
-    from assistant.store import StoreError
+    from assistant.rag.retrieve import Retriever
+    from assistant.rag.store import StoreError
 
     queries = [q for q in args.queries if q.strip()]
     if args.from_file:

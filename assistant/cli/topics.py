@@ -35,11 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from assistant.models import ModelUnavailableError
     from assistant.topics import DatasetError, TopicsError, model_topics, write_report
+    from corpora import CorpusError
 
     settings = load_settings({"home": args.home, "seed": args.seed})
     try:
         report = model_topics(args.dataset, settings, text_column=args.text_column, specialty=args.specialty)
-    except (DatasetError, TopicsError, ModelUnavailableError) as exc:
+    except (DatasetError, TopicsError, CorpusError, ModelUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     json_path, png_path = write_report(report, args.out or settings.topics_dir)

@@ -5,8 +5,8 @@ scores multiple choice: each option's continuation is appended to the chat-templ
 the highest mean log-probability per continuation token wins (length-normalized, so long option texts are not
 penalized for their length).
 
-The prompt is the one :meth:`assistant.answer.Assistant.ask` sends: both call
-:meth:`assistant.answer.Assistant.compose_turn`, so generation and scoring see the same system prompt, passages and
+The prompt is the one :meth:`assistant.chat.answer.Assistant.ask` sends: both call
+:meth:`assistant.chat.answer.Assistant.compose_turn`, so generation and scoring see the same system prompt, passages and
 question.
 """
 
@@ -27,7 +27,7 @@ def option_logprobs(
     """Mean log-probability per token of each continuation after the rendered prompt.
 
     Args:
-        generator: an :class:`assistant.generation.Generator` (model, tokenizer, ``render``).
+        generator: an :class:`assistant.chat.generation.Generator` (model, tokenizer, ``render``).
         messages: chat messages; rendered with the generation prompt, as in generation.
         continuations: candidate answer texts, e.g. ``["Yes", "No", "Maybe"]``.
         use_adapter: False scores with the LoRA adapter disabled (the base model).

@@ -1,6 +1,6 @@
 """Run the evaluation suites for the four variants through the chat's own answer path.
 
-One :class:`assistant.answer.Assistant` serves every variant: ``base`` (no adapter, no retrieval), ``rag``
+One :class:`assistant.chat.answer.Assistant` serves every variant: ``base`` (no adapter, no retrieval), ``rag``
 (retrieval), ``ft`` (the LoRA adapter) and ``ft+rag``; the adapter is switched off with peft's
 ``disable_adapter`` for the variants without it. Decoding is greedy (temperature 0) so a run is reproducible.
 
@@ -92,7 +92,7 @@ def load_assistant(cfg: EvalConfig, settings: Settings):
         EvaluationError: an ``ft`` variant without an adapter, or a ``rag`` variant without a store.
     """
     from assistant.adapters import latest_adapter
-    from assistant.answer import Assistant
+    from assistant.chat.answer import Assistant
 
     ft = [v for v in cfg.variants if VARIANTS[v][0]]
     missing = (
@@ -112,8 +112,8 @@ def load_assistant(cfg: EvalConfig, settings: Settings):
 
 def model_text(answer) -> str:
     """The model's own words: the answer without the notices the answer path puts before them."""
-    from assistant.answer import NO_SUPPORT, TRIMMED
-    from assistant.safety import CRISIS_MESSAGE, EMERGENCY_MESSAGE
+    from assistant.chat.answer import NO_SUPPORT, TRIMMED
+    from assistant.chat.safety import CRISIS_MESSAGE, EMERGENCY_MESSAGE
 
     text = answer.answer
     for notice in (CRISIS_MESSAGE, EMERGENCY_MESSAGE, NO_SUPPORT, TRIMMED):

@@ -72,8 +72,8 @@ SETS: dict[str, SetInfo] = {
         SetInfo(
             "pregnancy_questions",
             "Pregnancy questions -> store pages",
-            "benchmarks/data/pregnancy_questions.jsonl",
-            "the ingest issue's written questions with the pages of the pregnancy corpus that answer them",
+            "assistant/evaluation/data/pregnancy_questions.jsonl (in the package)",
+            "questions written for this project with the pages of the pregnancy corpus that answer them",
             "project file (corpus: WHO CC BY-NC-SA 3.0 IGO; CDC, NIMH US public domain)",
         ),
         SetInfo(
@@ -87,8 +87,8 @@ SETS: dict[str, SetInfo] = {
         SetInfo(
             "red_flags",
             "Red-flag messages",
-            "benchmarks/data/red_flags.jsonl + red_flags_heldout.jsonl",
-            "the safety issue's written emergency / benign messages (rules written against the first set)",
+            "assistant/evaluation/data/red_flags.jsonl + red_flags_heldout.jsonl (in the package)",
+            "emergency / benign messages written for this project (rules written against the first set)",
             "project files",
         ),
     )

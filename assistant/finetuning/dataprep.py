@@ -24,8 +24,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from assistant.adapters import DEFAULT_SYSTEM_PROMPT
 from assistant.data import DatasetError, Pair, load_table, to_pairs
-from assistant.prompts import DEFAULT_SYSTEM_PROMPT
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -118,7 +118,7 @@ def filter_specialty(pairs: list[Pair], specialty: str, settings) -> list[Pair]:
     import numpy as np
 
     from assistant.models import load_embedder
-    from assistant.topics import check_specialty, specialty_descriptions
+    from corpora import check_specialty, specialty_descriptions
 
     check_specialty(specialty)
     names, descriptions = zip(*specialty_descriptions().items(), strict=True)

@@ -1,7 +1,7 @@
 """In-run evaluation helpers: does the model end its answers by itself, and sample answers for the report.
 
 The stop rate is the share of held-out prompts whose greedy answer (repetition penalty 1.1 on the answer's tokens,
-as in the chat: :func:`assistant.generation.repetition_penalty_processors`)
+as in the chat: :func:`assistant.models.repetition_penalty_processors`)
 emits an end-of-turn / EOS token within ``max_new_tokens``. A model that never stops is the classic symptom of
 an untrained end-of-turn token (see :mod:`assistant.finetuning.dataprep`).
 """
@@ -15,7 +15,7 @@ import torch
 
 from assistant.data import Pair
 from assistant.finetuning.dataprep import chat_messages
-from assistant.generation import repetition_penalty_processors
+from assistant.models import repetition_penalty_processors
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 from assistant import torch_thread
+from assistant.chat.generation import Generator
+from assistant.chat.prompts import compose
+from assistant.chat.safety import screen
 from assistant.config import Settings
-from assistant.generation import Generator
-from assistant.prompts import compose
-from assistant.safety import screen
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ class Assistant:
         generator = Generator.from_settings(settings, adapter)
         retriever, store_error = None, ""
         if use_rag:
-            from assistant.retrieval import Retriever
-            from assistant.store import StoreError
+            from assistant.rag.retrieve import Retriever
+            from assistant.rag.store import StoreError
 
             try:
                 retriever = Retriever.from_settings(settings)

@@ -15,7 +15,7 @@ In both modes ``Hit.score`` is the cosine similarity between the query and the c
 better), so one threshold (``settings.min_score``) means the same whichever mode ranked the hits.
 ``DEFAULT_MODE`` is the mode that won ``benchmarks/retrieval_bench.py`` (see the README).
 
-    from assistant.retrieval import Retriever
+    from assistant.rag.retrieve import Retriever
     r = Retriever.from_settings(settings)
     for hit in r.retrieve("iron supplements in pregnancy", top_k=5):
         print(hit.file, hit.page_label, round(hit.score, 3))
@@ -119,11 +119,11 @@ class Retriever:
             StoreError: no collection (the message names the ingest command) or one built with another
                 embedding model (names both; says ``--rebuild``).
         """
-        from assistant.ingestion import embedding_for
-        from assistant.store import open_collection
+        from assistant.models import load_index_embedder
+        from assistant.rag.store import open_collection
 
         collection = open_collection(settings, chroma_url=chroma_url)
-        return cls(settings, collection, embedding_for(settings), mode or DEFAULT_MODE)
+        return cls(settings, collection, load_index_embedder(None, settings), mode or DEFAULT_MODE)
 
     def count(self) -> int:
         """Chunks in the collection."""

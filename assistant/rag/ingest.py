@@ -17,11 +17,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from assistant.config import Settings
-from assistant.pdf import PdfError, read_pdf
+from assistant.rag.pdf import PdfError, read_pdf
 
 logger = logging.getLogger(__name__)
 
@@ -155,28 +154,9 @@ def page_doc_id(file_name: str, page: int) -> str:
     return f"{file_name}::p{page}"
 
 
-@lru_cache(maxsize=4)
-def load_embedding(model_path: str, device: str, batch_size: int):
-    """llama-index ``HuggingFaceEmbedding`` over the sentence-transformers model (cached per process)."""
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-
-    return HuggingFaceEmbedding(
-        model_name=model_path, device=device, embed_batch_size=batch_size, normalize=True
-    )
-
-
-def embedding_for(settings: Settings, batch_size: int = 32, device: str | None = None):
-    """The settings' embedding model as a llama-index embedding (bundled MiniLM by default)."""
-    from assistant.models import default_device, embedder_path
-
-    return load_embedding(
-        embedder_path(settings.embedding_model, settings), device or default_device(), batch_size
-    )
-
-
 def max_chunk_tokens(embed_model) -> int:
     """Longest chunk the embedder sees whole: max_seq_length minus [CLS] and [SEP] (254 for MiniLM-L6-v2)."""
-    return int(embed_model._model.max_seq_length) - 2
+    return int(embed_model.model.max_seq_length) - 2
 
 
 def make_splitter(settings: Settings, embed_model):
@@ -194,7 +174,7 @@ def make_splitter(settings: Settings, embed_model):
             f"{settings.embedding_model}); the rest of each chunk would be silently cut off. Use --chunk-size {limit} "
             "or less."
         )
-    tokenizer = embed_model._model.tokenizer
+    tokenizer = embed_model.model.tokenizer
 
     def count_tokens(text: str) -> list[int]:
         return tokenizer.encode(text, add_special_tokens=False, verbose=False)
@@ -282,11 +262,12 @@ def ingest_paths(
     from llama_index.vector_stores.chroma import ChromaVectorStore
     from tqdm.auto import tqdm
 
-    from assistant import store as st
+    from assistant.models import load_index_embedder
+    from assistant.rag import store as st
     from corpora import sha256_of
 
     started = time.perf_counter()
-    embed_model = embedding_for(settings, batch_size)
+    embed_model = load_index_embedder(None, settings, batch_size=batch_size)
     splitter = make_splitter(settings, embed_model)
     client = st.open_client(settings, chroma_url)
     if rebuild:

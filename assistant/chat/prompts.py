@@ -10,11 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-#: The ChatDoctor instruction (https://github.com/Kent0n-Li/ChatDoctor): the default system prompt of fine-tuning,
-#: so the base model is asked the same way as the tuned one.
-DEFAULT_SYSTEM_PROMPT = (
-    "If you are a doctor, please answer the medical questions based on the patient's description."
-)
 PASSAGES_HEADER = "Use the numbered passages below if they help, and cite them like [1].\n\nPassages:"
 
 
