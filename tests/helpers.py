@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 PREGNANCY_PAGES = [
     "Nutrition in pregnancy. During the third trimester, eat a varied diet with vegetables, fruit, whole grains, "
     "beans, dairy and protein foods. Daily oral iron and folic acid supplements are recommended for pregnant "
