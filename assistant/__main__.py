@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from assistant.cli import setup_logging
+from assistant.cli import run_safely, setup_logging
 
 #: command name -> module with add_arguments(parser) and run(args) -> int. Modules not yet written are skipped.
 COMMANDS = {
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    return modules[args.command].run(args)
+    return run_safely(modules[args.command].run, args)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from assistant.errors import LlamaMdError
+
 logger = logging.getLogger(__name__)
 
 INFO_FILE = "llama-md.json"
@@ -28,7 +30,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-class AdapterError(ValueError):
+class AdapterError(LlamaMdError, ValueError):
     """An adapter folder is missing, incomplete or belongs to another base model."""
 
 

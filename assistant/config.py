@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assistant.errors import LlamaMdError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -37,7 +39,7 @@ EMBEDDED_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-class ConfigError(ValueError):
+class ConfigError(LlamaMdError, ValueError):
     """A setting has a wrong value; the message names the setting and how to fix it."""
 
 
@@ -46,7 +48,7 @@ class Settings:
     """Resolved settings. Every field can be set in ``llama-md.toml``, as ``LLAMA_MD_<FIELD>`` or by a CLI flag."""
 
     home: Path = Path(".llama-md")
-    """Root of everything llama-md writes: store/ (Chroma), runs/ (fine-tunes), cache/, topics/, chats/."""
+    """Root of everything llama-md writes: store/ (Chroma), runs/ (fine-tunes), cache/, topics/, chats/, logs/."""
     data_dir: Path | None = None
     """Folder with real data: datasets/*.json(l) and corpora/<specialty>/*.pdf (e.g. ../shared)."""
     specialty: str | None = None
@@ -135,6 +137,11 @@ class Settings:
     @property
     def chats_dir(self) -> Path:
         return self.home / "chats"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Where the front-ends write the tracebacks of unexpected errors (``errors.log``)."""
+        return self.home / "logs"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view (paths as strings) for logging and writing beside outputs."""

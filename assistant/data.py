@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from assistant.errors import LlamaMdError
+
 if TYPE_CHECKING:
     from datasets import Dataset
 
@@ -33,7 +35,7 @@ SCHEMAS: dict[str, tuple[str, str | None, str | None]] = {
 LOCAL_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 
 
-class DatasetError(ValueError):
+class DatasetError(LlamaMdError, ValueError):
     """The dataset can't be read or has no known schema; the message lists what was found and how to fix it."""
 
 

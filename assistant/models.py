@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.config import EMBEDDED_EMBEDDER, EMBEDDED_GENERATOR, Settings, load_settings
+from assistant.errors import LlamaMdError
 
 if TYPE_CHECKING:  # heavy imports stay lazy so `--help` and `doctor` start fast
     from sentence_transformers import SentenceTransformer
@@ -47,7 +48,7 @@ HUB_HOST = "huggingface.co"
 ALIASES = {"smollm2-135m": EMBEDDED_GENERATOR, "all-minilm-l6-v2": EMBEDDED_EMBEDDER}
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(LlamaMdError, RuntimeError):
     """A model could not be found locally nor fetched; the message says why and what works instead."""
 
 

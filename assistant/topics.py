@@ -48,6 +48,7 @@ import numpy as np
 
 from assistant.config import Settings, load_settings
 from assistant.data import DatasetError, load_table, question_texts
+from assistant.errors import LlamaMdError
 from corpora import check_specialty, specialty_descriptions
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ REPORT_NAME = "topics.json"
 CHART_NAME = "topics.png"
 
 
-class TopicsError(ValueError):
+class TopicsError(LlamaMdError, ValueError):
     """The questions can't be modeled (an empty dataset, too few questions); the message says what to change."""
 
 

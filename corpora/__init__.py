@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assistant.errors import LlamaMdError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -26,7 +28,7 @@ logger = logging.getLogger(__name__)
 MANIFEST_DIR = Path(__file__).resolve().parent
 
 
-class CorpusError(RuntimeError):
+class CorpusError(LlamaMdError, RuntimeError):
     """A corpus is unknown, incomplete or altered; the message lists the files and the setting to fix."""
 
 

@@ -26,7 +26,7 @@ import logging
 import sys
 
 from assistant.config import load_settings
-from assistant.finetuning.config import BATCHING, LOSSES, FinetuneConfig
+from assistant.finetuning.config import BATCHING, LOSSES, FinetuneConfig, FinetuneConfigError
 from assistant.finetuning.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 
@@ -141,7 +141,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     if dataset is None and settings.data_dir is not None:
         dataset = str(settings.data_dir / "datasets" / "chatdoctor5k.json")
     if dataset is None:
-        raise SystemExit(
+        raise FinetuneConfigError(
             "No --dataset given and LLAMA_MD_DATA_DIR is unset. Fix: --dataset FILE_OR_HUB_ID "
             "(e.g. ruslanmv/ai-medical-chatbot when online) or set LLAMA_MD_DATA_DIR."
         )
@@ -196,44 +196,22 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def cli(argv: list[str] | None = None) -> int:
+    from assistant.cli import run_safely
+
+    return run_safely(_cli, argv)
+
+
+def _cli(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     if args.list_presets:
         print(list_presets())
         return 0
-    from assistant.adapters import AdapterError
-    from assistant.data import DatasetError
-    from assistant.finetuning.config import FinetuneConfigError
-    from assistant.finetuning.dataprep import DataPrepError
-    from assistant.finetuning.modeling import QuantizationError
-    from assistant.finetuning.precision import PrecisionError
-    from assistant.finetuning.presets import PresetError
-    from assistant.finetuning.training import RunFolderError, TrainingDiverged, TrainingInterrupted, main
-    from assistant.models import ModelUnavailableError
-    from corpora import CorpusError
+    from assistant.finetuning.training import main
 
-    try:
-        cfg = config_from_args(args)
-        logging.getLogger("finetune").info("Config: %s", cfg.to_dict())
-        report = main(cfg)
-    except TrainingInterrupted as exc:
-        print(f"finetune: {exc}", file=sys.stderr)
-        return 128 + exc.signum
-    except (
-        PresetError,
-        FinetuneConfigError,
-        PrecisionError,
-        QuantizationError,
-        RunFolderError,
-        DatasetError,
-        DataPrepError,
-        ModelUnavailableError,
-        AdapterError,
-        CorpusError,
-        TrainingDiverged,
-    ) as exc:
-        print(f"finetune: {exc}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
+    logging.getLogger("finetune").info("Config: %s", cfg.to_dict())
+    report = main(cfg)
     print(
         f"finetune: done; report in {cfg.output_dir / 'report.json'} "
         f"(held-out loss {report['eval_loss_before']} -> {report['eval_loss_after']})"

@@ -19,8 +19,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.cli import setup_logging
-from assistant.config import ConfigError, Settings, load_settings
+from assistant.cli import run_safely, setup_logging
+from assistant.config import Settings, load_settings
 
 logger = logging.getLogger("ingest")
 
@@ -81,29 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(cfg: IngestConfig) -> int:
     """Run one ingest; print the summary table; return the exit code."""
     from assistant.rag.ingest import ingest_paths
-    from assistant.rag.store import StoreError
-    from corpora import CorpusError, resolve_corpus
+    from corpora import resolve_corpus
 
     paths = list(cfg.paths)
-    try:
-        if cfg.specialty:
-            paths += resolve_corpus(cfg.specialty, cfg.settings.data_dir)
-        if not paths:
-            print("Nothing to ingest: give PDF files or folders, or --specialty NAME.", file=sys.stderr)
-            return 2
-        report = ingest_paths(
-            paths,
-            cfg.settings,
-            specialty=cfg.specialty,
-            rebuild=cfg.rebuild,
-            prune=cfg.prune,
-            batch_size=cfg.batch_size,
-            chroma_url=cfg.chroma_url,
-            show_progress=True,
-        )
-    except (CorpusError, StoreError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if cfg.specialty:
+        paths += resolve_corpus(cfg.specialty, cfg.settings.data_dir)
+    if not paths:
+        print("Nothing to ingest: give PDF files or folders, or --specialty NAME.", file=sys.stderr)
         return 2
+    report = ingest_paths(
+        paths,
+        cfg.settings,
+        specialty=cfg.specialty,
+        rebuild=cfg.rebuild,
+        prune=cfg.prune,
+        batch_size=cfg.batch_size,
+        chroma_url=cfg.chroma_url,
+        show_progress=True,
+    )
     print(report.table())
     if cfg.report:
         cfg.report.parent.mkdir(parents=True, exist_ok=True)
@@ -144,12 +139,8 @@ def config_from_args(argv: list[str] | None = None) -> IngestConfig:
     )
 
 
-if __name__ == "__main__":
-    try:
-        config = config_from_args()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+def cli(argv: list[str] | None = None) -> int:
+    config = config_from_args(argv)
     logger.info("settings: %s", json.dumps(config.settings.to_dict()))
     logger.info(
         "ingest: paths=%s specialty=%s rebuild=%s prune=%s batch_size=%d chroma_url=%s",
@@ -160,4 +151,8 @@ if __name__ == "__main__":
         config.batch_size,
         config.chroma_url,
     )
-    sys.exit(main(config))
+    return main(config)
+
+
+if __name__ == "__main__":
+    sys.exit(run_safely(cli))

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from assistant.adapters import AdapterError
 from assistant.chat.answer import Assistant
 from assistant.chat.history import ChatHistory
 from assistant.chat.safety import DISCLAIMER
 from assistant.chat.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
-from assistant.config import ConfigError, load_settings
-from assistant.models import ModelUnavailableError
+from assistant.config import load_settings
+from assistant.errors import LlamaMdError, report_unexpected
 from corpora import CorpusError, load_corpus
 
 st.set_page_config(page_title="llama-md", page_icon="🩺", layout="wide")
@@ -27,15 +26,18 @@ def load_assistant(home: str) -> Assistant:
     return Assistant.from_settings(load_settings({"home": home}), "auto")
 
 
+def fail(exc: Exception, logs_dir=None) -> None:
+    """Show one plain sentence for ``exc`` and stop: our errors' own message (it says how to fix it); for any
+    other error a sentence pointing at the traceback written to ``logs_dir/errors.log``."""
+    st.error(str(exc) if isinstance(exc, LlamaMdError) else report_unexpected(exc, logs_dir))
+    st.stop()
+
+
 try:
     settings = load_settings()
     bot = load_assistant(str(settings.home))
-except (ConfigError, AdapterError, ModelUnavailableError) as exc:
-    st.error(str(exc))
-    st.stop()
-except Exception as exc:  # noqa: BLE001 - e.g. StoreError for a store built with another embedding model
-    st.error(f"{type(exc).__name__}: {exc}")
-    st.stop()
+except Exception as exc:  # noqa: BLE001 - every error ends as one sentence on the page
+    fail(exc, load_settings().logs_dir if not isinstance(exc, LlamaMdError) else None)
 
 history = ChatHistory(settings.chats_dir)
 session_id = st.query_params.get("session")
@@ -94,12 +96,15 @@ with st.sidebar:
             from assistant.rag.ingest import ingest_paths
 
             bar = st.progress(0.0, text="Ingesting...")
-            report = ingest_paths(
-                saved,
-                settings,
-                specialty=settings.specialty or "uploads",
-                progress=lambda done, total, name: bar.progress(done / total, text=name),
-            )
+            try:
+                report = ingest_paths(
+                    saved,
+                    settings,
+                    specialty=settings.specialty or "uploads",
+                    progress=lambda done, total, name: bar.progress(done / total, text=name),
+                )
+            except Exception as exc:  # noqa: BLE001
+                fail(exc, settings.logs_dir)
             st.success(f"Ingested {len(saved)} file(s): {report}")
             load_assistant.clear()
             st.rerun()

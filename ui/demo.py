@@ -19,12 +19,13 @@ from pathlib import Path
 
 from assistant.adapters import latest_adapter
 from assistant.config import load_settings
+from assistant.errors import LlamaMdError
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "datasets/chatdoctor5k.json"
 
 
-class StageFailed(RuntimeError):
+class StageFailed(LlamaMdError, RuntimeError):
     """A stage's command exited non-zero; its own output above says what was wrong and how to fix it."""
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from assistant.errors import LlamaMdError
+
 MAX_UPLOAD_BYTES = 50 * 2**20  # 50 MiB: the largest corpus PDF here is 3.4 MB
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class UploadError(ValueError):
+class UploadError(LlamaMdError, ValueError):
     """An uploaded file is refused; the message says why and what is accepted."""
 
 

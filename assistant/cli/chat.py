@@ -32,11 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.adapters import AdapterError
     from assistant.chat.answer import Assistant
     from assistant.chat.safety import DISCLAIMER
-    from assistant.models import ModelUnavailableError
-    from assistant.rag.store import StoreError
 
     settings = load_settings(
         {"top_k": args.top_k, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
@@ -54,11 +51,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     adapter = None if (args.adapter or "").lower() == "none" else (args.adapter or "auto")
-    try:
-        bot = Assistant.from_settings(settings, adapter, use_rag=not args.no_rag)
-    except (AdapterError, StoreError, ModelUnavailableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    bot = Assistant.from_settings(settings, adapter, use_rag=not args.no_rag)
     gen = bot.generator
     print(
         f"model: {gen.base_model}; adapter: {gen.adapter_dir or 'none (base model)'}; "

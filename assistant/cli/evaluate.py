@@ -49,38 +49,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.adapters import AdapterError
     from assistant.evaluation.report import write_report
-    from assistant.evaluation.runner import EvalConfig, EvaluationError, evaluate
-    from assistant.evaluation.suites import EvalSetError
-    from assistant.models import ModelUnavailableError
-    from assistant.rag.store import StoreError
+    from assistant.evaluation.runner import EvalConfig, evaluate
 
     settings = load_settings({"data_dir": args.data_dir})
     adapter = None if (args.adapter or "").lower() == "none" else (args.adapter or "auto")
     variants = tuple(v.strip() for v in (args.variants or "base,rag,ft,ft+rag").split(",") if v.strip())
-    try:
-        cfg = EvalConfig(
-            suite=args.suite,
-            variants=variants,
-            adapter=adapter,
-            parts=tuple(p.strip() for p in args.parts.split(",") if p.strip()),
-            seed=args.seed,
-        )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = EvalConfig(
+        suite=args.suite,
+        variants=variants,
+        adapter=adapter,
+        parts=tuple(p.strip() for p in args.parts.split(",") if p.strip()),
+        seed=args.seed,
+    )
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     out = args.out or settings.home / "eval" / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     print(f"evaluate: suite {cfg.suite}, variants {','.join(cfg.variants)}, out {out}", file=sys.stderr)
-    try:
-        results = evaluate(cfg, settings)
-    except (AdapterError, StoreError, ModelUnavailableError, EvaluationError, EvalSetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    results = evaluate(cfg, settings)
     path = write_report(results, out)
     print(path.read_text())
     print(f"report: {path}", file=sys.stderr)

@@ -12,7 +12,6 @@ topics folder makes its "specialty" the settings' specialty for ingest, fine-tun
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from assistant.config import load_settings
@@ -33,16 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.models import ModelUnavailableError
-    from assistant.topics import DatasetError, TopicsError, model_topics, write_report
-    from corpora import CorpusError
+    from assistant.topics import model_topics, write_report
 
     settings = load_settings({"home": args.home, "seed": args.seed})
-    try:
-        report = model_topics(args.dataset, settings, text_column=args.text_column, specialty=args.specialty)
-    except (DatasetError, TopicsError, CorpusError, ModelUnavailableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = model_topics(args.dataset, settings, text_column=args.text_column, specialty=args.specialty)
     json_path, png_path = write_report(report, args.out or settings.topics_dir)
 
     print(

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from assistant.config import Settings
+from assistant.config import ConfigError, Settings
+from assistant.errors import LlamaMdError
 from assistant.evaluation import metrics
 from assistant.evaluation.likelihood import choose_by_likelihood, composed_messages
 from assistant.evaluation.suites import SETS, SIZES, ClosedItem, OpenItem, load_closed, load_kqa
@@ -67,7 +68,7 @@ class EvalConfig:
         if self.likelihood_for_all is None:
             self.likelihood_for_all = self.suite == "full"
         if problems:
-            raise ValueError("Invalid evaluation config:\n  - " + "\n  - ".join(problems))
+            raise ConfigError("Invalid evaluation config:\n  - " + "\n  - ".join(problems))
 
     def size(self, name: str) -> int | None:
         return self.sizes.get(name, SIZES[self.suite].get(name))
@@ -81,7 +82,7 @@ class EvalConfig:
         return any(VARIANTS[v][1] for v in self.variants)
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(LlamaMdError, RuntimeError):
     """The evaluation can't run as asked (no adapter for ft variants, no store for rag variants)."""
 
 

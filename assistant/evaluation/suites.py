@@ -14,6 +14,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assistant.errors import LlamaMdError
+
 
 @dataclass(frozen=True)
 class SetInfo:
@@ -136,7 +138,7 @@ class ClosedItem:
         return {v.lower() for v in self.options.values()} <= {"yes", "no", "maybe"}
 
 
-class EvalSetError(FileNotFoundError):
+class EvalSetError(LlamaMdError, FileNotFoundError):
     """An evaluation set is missing under the data folder."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.errors import LlamaMdError
 from assistant.finetuning.presets import DEFAULT_PRESET, get_preset
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -22,7 +23,7 @@ BATCHING = ("padding-free", "packed", "padded")
 MODEL_DTYPES = (None, "float32", "bfloat16", "float16")
 
 
-class FinetuneConfigError(ValueError):
+class FinetuneConfigError(LlamaMdError, ValueError):
     """One or more settings are invalid; the message lists each problem with the flag that fixes it."""
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from assistant.adapters import DEFAULT_SYSTEM_PROMPT
 from assistant.data import DatasetError, Pair, load_table, to_pairs
+from assistant.errors import LlamaMdError
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -41,7 +42,7 @@ Set on hand-written questions: on-topic pregnancy / chest-pain questions scored 
 eye / ankle / skin questions at most 0.05 for any (tests/test_finetune_data.py)."""
 
 
-class DataPrepError(ValueError):
+class DataPrepError(LlamaMdError, ValueError):
     """The data can't be trained on (empty after filtering, no loss on the end-of-turn token, ...)."""
 
 

@@ -8,13 +8,15 @@ import logging
 from pathlib import Path
 
 from assistant.adapters import AdapterInfo
+from assistant.errors import LlamaMdError
+from assistant.finetuning.config import FinetuneConfigError
 from assistant.finetuning.presets import DEFAULT_PRESET
 from assistant.models import ModelUnavailableError, generator_path, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 
-class QuantizationError(RuntimeError):
+class QuantizationError(LlamaMdError, RuntimeError):
     """4-bit / 8-bit loading was asked for where bitsandbytes can't run; the message gives the alternatives."""
 
 
@@ -45,7 +47,7 @@ def decoder_layers(model):
     inner = getattr(base, "model", base)
     layers = getattr(inner, "layers", None)
     if layers is None:
-        raise ValueError(
+        raise FinetuneConfigError(
             f"Can't find decoder layers in {type(base).__name__}; --freeze-ratio needs model.layers."
         )
     return layers

@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from assistant.errors import LlamaMdError
 from assistant.models import cpu_bf16_flags
 
 logger = logging.getLogger(__name__)
 
 
-class PrecisionError(ValueError):
+class PrecisionError(LlamaMdError, ValueError):
     """A precision that this hardware can't run, or a combination known to crash; the message gives the fix."""
 
 

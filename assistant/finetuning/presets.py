@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from assistant.errors import LlamaMdError
+
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DEFAULT_PRESET = "smollm2-135m"
 
 
-class PresetError(ValueError):
+class PresetError(LlamaMdError, ValueError):
     """Unknown preset name; the message lists the valid ones."""
 
 

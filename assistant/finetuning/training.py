@@ -17,6 +17,7 @@ from pathlib import Path
 
 from assistant.adapters import AdapterInfo
 from assistant.config import EMBEDDED_GENERATOR, load_settings
+from assistant.errors import LlamaMdError
 from assistant.finetuning.config import FinetuneConfig
 from assistant.finetuning.dataprep import prepare_data
 from assistant.finetuning.evaluation import generate_answers, stop_rate, stop_token_ids
@@ -38,19 +39,23 @@ CHECKPOINTS = "checkpoints"
 BEFORE_FILE = "before.json"
 
 
-class RunFolderError(ValueError):
+class RunFolderError(LlamaMdError, ValueError):
     """The output folder holds another run (or nothing to resume); the message says which flag to use."""
 
 
-class TrainingInterrupted(RuntimeError):
-    """SIGINT / SIGTERM stopped training after a checkpoint was saved; ``signum`` is the signal."""
+class TrainingInterrupted(LlamaMdError, RuntimeError):
+    """SIGINT / SIGTERM stopped training after a checkpoint was saved; ``signum`` is the signal.
+
+    The command line exits with ``128 + signum`` (130 for SIGINT, 143 for SIGTERM), as a shell does.
+    """
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+        self.exit_code = 128 + signum
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(LlamaMdError, RuntimeError):
     """Non-finite steps persisted after the allowed rollbacks; the last good adapter was saved."""
 
 

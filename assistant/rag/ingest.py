@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from assistant.config import Settings
+from assistant.config import ConfigError, Settings
 from assistant.rag.pdf import PdfError, read_pdf
 
 logger = logging.getLogger(__name__)
@@ -163,13 +163,13 @@ def make_splitter(settings: Settings, embed_model):
     """SentenceSplitter whose chunk_size / chunk_overlap count tokens of the embedding model.
 
     Raises:
-        ValueError: chunk_size exceeds what the embedder reads (longer chunks would be silently truncated).
+        ConfigError: chunk_size exceeds what the embedder reads (longer chunks would be silently truncated).
     """
     from llama_index.core.node_parser import SentenceSplitter
 
     limit = max_chunk_tokens(embed_model)
     if settings.chunk_size > limit:
-        raise ValueError(
+        raise ConfigError(
             f"--chunk-size {settings.chunk_size} is longer than the embedding model reads ({limit} tokens of "
             f"{settings.embedding_model}); the rest of each chunk would be silently cut off. Use --chunk-size {limit} "
             "or less."
@@ -256,7 +256,7 @@ def ingest_paths(
     Raises:
         StoreError: the store is unreachable, or the collection was built with another embedding model or
             chunking (use ``rebuild=True``).
-        ValueError: chunk_size longer than the embedding model reads.
+        ConfigError: chunk_size longer than the embedding model reads.
     """
     from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
     from llama_index.vector_stores.chroma import ChromaVectorStore

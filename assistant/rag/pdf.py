@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assistant.errors import LlamaMdError
+
 logger = logging.getLogger(__name__)
 
 EDGE_LINES = 2
@@ -28,7 +30,7 @@ _WHITESPACE = re.compile(r"\s+")
 _DIGITS = re.compile(r"\d+")
 
 
-class PdfError(Exception):
+class PdfError(LlamaMdError):
     """A file can't be read as a PDF; ``status`` is ``"failed"`` (broken) or ``"skipped"`` (nothing to read)."""
 
     def __init__(self, message: str, status: str = "failed") -> None:

@@ -19,13 +19,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from assistant.config import Settings
+from assistant.errors import LlamaMdError
 
 logger = logging.getLogger(__name__)
 
 META_KEYS = ("embedding_model", "embedding_dim", "chunk_size", "chunk_overlap")
 
 
-class StoreError(RuntimeError):
+class StoreError(LlamaMdError, RuntimeError):
     """The store or collection is missing, unreachable, or was built with another embedding model / chunking."""
 
 
