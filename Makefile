@@ -45,7 +45,7 @@ test-fast: setup
 
 # The main job: doctor -> topics -> ingest -> fine-tune -> chat on http://localhost:8501 (reuses earlier results).
 demo: setup
-	$(PY) -m ui.demo
+	$(PY) -m assistant demo
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -227,18 +227,26 @@ def picked_specialty(topics_dir: Path) -> str | None:
         return None
 
 
-def field_help(name: str) -> str:
-    """The docstring of a Settings field, for CLI ``--help`` texts."""
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> the docstring written under it, for a dataclass whose fields are documented that way
+    (``Settings``, ``FinetuneConfig``); command-line help is generated from these."""
     import ast
     import inspect
+    import textwrap
 
-    tree = ast.parse(inspect.getsource(Settings))
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
     for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
-                return str(nxt.value.value)
-    return ""
+                docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+def field_help(name: str) -> str:
+    """The docstring of a Settings field, for CLI ``--help`` texts."""
+    return field_docs(Settings).get(name, "")
 
 
 __all__ = [
@@ -247,5 +255,6 @@ __all__ = [
     "ConfigError",
     "EMBEDDED_GENERATOR",
     "EMBEDDED_EMBEDDER",
+    "field_docs",
     "field_help",
 ]

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from assistant.cli.ingest import IngestConfig, main
 from assistant.config import load_settings
 from assistant.rag.ingest import ingest_paths
 from assistant.rag.store import StoreError, open_collection
-from ingest.__main__ import IngestConfig, main
 from tests.pdfs import empty_pdf, pdf_bytes, topic_pages, write_pdf
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,26 @@
-"""Sub-commands of ``python -m assistant``; each module has ``add_arguments(parser)`` and ``run(args) -> int``."""
+"""The ``llama-md`` command line (also ``python -m assistant``): one subcommand per pipeline step.
+
+    llama-md doctor                                   # versions, device, models, data, store
+    llama-md topics ../shared/datasets/chatdoctor5k.json
+    llama-md ingest --specialty pregnancy
+    llama-md finetune --preset smollm2-135m --max-samples 1000
+    llama-md search "iron supplements in pregnancy" --top-k 5
+    llama-md chat "What should I eat during the third trimester?"
+    llama-md evaluate --suite quick
+    llama-md demo                                     # doctor -> topics -> ingest -> fine-tune -> chat
+    llama-md ui                                       # the chat on http://localhost:8501
+
+Every subcommand module has the same three parts: ``add_arguments(parser)``, ``config_from_args(args)`` (flags ->
+a config object, settings resolved) and ``main(cfg) -> exit code``, which tests call directly. :func:`main`
+parses, resolves, logs the resolved config and runs ``main(cfg)`` under :func:`run_safely`.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import importlib
+import json
 import logging
 import os
 import sys
@@ -9,6 +28,21 @@ from collections.abc import Callable
 from typing import Any
 
 from assistant.errors import LlamaMdError, report_unexpected
+
+logger = logging.getLogger("llama-md")
+
+#: subcommand -> module with add_arguments(parser), config_from_args(args) and main(cfg).
+COMMANDS = {
+    "doctor": "assistant.cli.doctor",
+    "topics": "assistant.cli.topics",
+    "ingest": "assistant.cli.ingest",
+    "finetune": "assistant.cli.finetune",
+    "search": "assistant.cli.search",
+    "chat": "assistant.cli.chat",
+    "evaluate": "assistant.cli.evaluate",
+    "demo": "assistant.cli.demo",
+    "ui": "assistant.cli.ui",
+}
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -22,6 +56,45 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb: no telemetry from an offline tool
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``llama-md`` parser; each subparser's ``command`` default is its module."""
+    parser = argparse.ArgumentParser(
+        prog="llama-md",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        doc = module.__doc__ or ""
+        subparser = sub.add_parser(
+            name,
+            help=doc.strip().split("\n")[0],
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        subparser.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+        )
+        module.add_arguments(subparser)
+        subparser.set_defaults(command=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand; returns its exit code."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+
+    def run() -> int:
+        cfg = args.command.config_from_args(args)
+        logger.info("%s: %s", args.subcommand, json.dumps(_plain(cfg), default=str))
+        return args.command.main(cfg)
+
+    return run_safely(run)
 
 
 def run_safely(command: Callable[..., int], *args: Any) -> int:
@@ -47,3 +120,8 @@ def _logs_dir():
         return load_settings().logs_dir
     except LlamaMdError:
         return None
+
+
+def _plain(cfg: Any) -> Any:
+    """A config object as JSON-friendly data, for the log line that records what ran."""
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg

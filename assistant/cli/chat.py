@@ -1,8 +1,8 @@
 """Answer questions with retrieval and the fine-tuned generator (models load once).
 
-    python -m assistant chat "What should I eat during the third trimester?"
-    python -m assistant chat --json --from-file questions.txt
-    python -m assistant chat --adapter .llama-md/runs/smollm2-135m-20261124-0900 --no-rag "Is spotting normal?"
+    llama-md chat "What should I eat during the third trimester?"
+    llama-md chat --json --from-file questions.txt
+    llama-md chat --adapter .llama-md/runs/smollm2-135m-20261124-0900 --no-rag "Is spotting normal?"
 
 Without --adapter the newest run in $LLAMA_MD_HOME/runs is used if any, else the base model; the output says which.
 """
@@ -12,9 +12,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.config import load_settings
+from assistant.config import ConfigError, Settings, load_settings
+
+#: The keys of each ``--json`` line.
+JSON_KEYS = ("question", "answer", "sources", "emergency", "ttft_ms", "tokens_per_s", "flags", "adapter")
+
+
+@dataclass
+class ChatConfig:
+    settings: Settings
+    questions: list[str]
+    adapter: str | None = "auto"  # "auto": the newest run; None: the base model
+    use_rag: bool = True
+    as_json: bool = False
+    seed: int | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,59 +45,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="sampling seed for reproducible answers")
 
 
-def run(args: argparse.Namespace) -> int:
-    from assistant.chat.answer import Assistant
-    from assistant.chat.safety import DISCLAIMER
-
+def config_from_args(args: argparse.Namespace) -> ChatConfig:
+    """Raises ConfigError when no question is given or --from-file does not exist."""
     settings = load_settings(
         {"top_k": args.top_k, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
     )
     questions = list(args.questions)
     if args.from_file:
         if not args.from_file.is_file():
-            print(f"error: --from-file {args.from_file} does not exist", file=sys.stderr)
-            return 2
+            raise ConfigError(f"--from-file {args.from_file} does not exist")
         questions += [line.strip() for line in args.from_file.read_text().splitlines() if line.strip()]
     if not questions:
-        print(
-            'error: no question given. Example: python -m assistant chat "Is spotting normal at 8 weeks?"',
-            file=sys.stderr,
-        )
-        return 2
+        raise ConfigError('no question given. Example: llama-md chat "Is spotting normal at 8 weeks?"')
     adapter = None if (args.adapter or "").lower() == "none" else (args.adapter or "auto")
-    bot = Assistant.from_settings(settings, adapter, use_rag=not args.no_rag)
+    return ChatConfig(settings, questions, adapter, not args.no_rag, args.json, args.seed)
+
+
+def main(cfg: ChatConfig) -> int:
+    """Answer each question (streamed, or one JSON object per line with ``as_json``)."""
+    from assistant.chat.answer import Assistant
+    from assistant.chat.safety import DISCLAIMER
+
+    bot = Assistant.from_settings(cfg.settings, cfg.adapter, use_rag=cfg.use_rag)
     gen = bot.generator
     print(
         f"model: {gen.base_model}; adapter: {gen.adapter_dir or 'none (base model)'}; "
-        f"retrieval: {'off' if args.no_rag else (bot.store_error or f'{bot.retriever.count()} chunks')}",
+        f"retrieval: {'off' if not cfg.use_rag else (bot.store_error or f'{bot.retriever.count()} chunks')}",
         file=sys.stderr,
     )
-    for question in questions:
+    for question in cfg.questions:
         try:
-            stream = bot.ask(question, use_rag=not args.no_rag, seed=args.seed)
+            stream = bot.ask(question, use_rag=cfg.use_rag, seed=cfg.seed)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             continue
-        if args.json:
+        if cfg.as_json:
             answer = stream.collect()
-            print(
-                json.dumps(
-                    {
-                        k: answer.to_json()[k]
-                        for k in (
-                            "question",
-                            "answer",
-                            "sources",
-                            "emergency",
-                            "ttft_ms",
-                            "tokens_per_s",
-                            "flags",
-                            "adapter",
-                        )
-                    }
-                ),
-                flush=True,
-            )
+            print(json.dumps({k: answer.to_json()[k] for k in JSON_KEYS}), flush=True)
             continue
         print(f"\nQ: {question}\nA: ", end="", flush=True)
         for piece in stream:
@@ -93,6 +91,6 @@ def run(args: argparse.Namespace) -> int:
         for src in answer.sources:
             print(f"  [{src.number}] {src.file}, p. {src.page_label or src.page} (score {src.score:.2f})")
         print(f"  ({answer.ttft_ms:.0f} ms to first token, {answer.tokens_per_s:.1f} tokens/s)")
-    if not args.json:
+    if not cfg.as_json:
         print(f"\n{DISCLAIMER}")
     return 0

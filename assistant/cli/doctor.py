@@ -1,6 +1,6 @@
 """Check Python, torch, the device, bf16, the bundled models, the data folder and the store.
 
-    python -m assistant doctor [--data-dir ../shared]
+    llama-md doctor [--data-dir ../shared]
 
 Exits non-zero, with a one-line fix per problem, when something the main job needs is missing.
 """
@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
-from assistant.config import load_settings
+from assistant.config import Settings, load_settings
+
+
+@dataclass
+class DoctorConfig:
+    settings: Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", help="llama-md home folder (default: $LLAMA_MD_HOME or ./.llama-md)")
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> DoctorConfig:
+    return DoctorConfig(load_settings({"data_dir": args.data_dir, "home": args.home}))
+
+
+def main(cfg: DoctorConfig) -> int:
+    """Print one line per check (and its fix); 1 when a required check failed."""
     from assistant.doctor import run_checks
 
-    settings = load_settings({"data_dir": args.data_dir, "home": args.home})
+    settings = cfg.settings
     started = time.perf_counter()
     checks = run_checks(settings)
     width = max(len(c.name) for c in checks)

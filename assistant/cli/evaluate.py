@@ -1,9 +1,9 @@
 """Evaluate base vs RAG vs fine-tuned vs fine-tuned + RAG on the real evaluation sets, in one report.
 
-    python -m assistant evaluate                                   # quick suite, all four variants, newest run
-    python -m assistant evaluate --suite full --out eval/full
-    python -m assistant evaluate --adapter .llama-md/runs/RUN --variants base,ft
-    python -m assistant evaluate --variants base,rag --parts closed,safety
+    llama-md evaluate                                   # quick suite, all four variants, newest run
+    llama-md evaluate --suite full --out eval/full
+    llama-md evaluate --adapter .llama-md/runs/RUN --variants base,ft
+    llama-md evaluate --variants base,rag --parts closed,safety
 
 Writes report.md, report.json and one PNG per suite into --out (default $LLAMA_MD_HOME/eval/<UTC time>).
 Evaluation sets are read from $LLAMA_MD_DATA_DIR/eval (e.g. ../shared/eval). Greedy decoding.
@@ -14,9 +14,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.config import load_settings
+from assistant.config import Settings, load_settings
+from assistant.evaluation.runner import EvalConfig
+
+
+@dataclass
+class EvaluateConfig:
+    settings: Settings
+    eval: EvalConfig
+    out: Path  # report folder
+    threads: int | None = None  # torch CPU threads (None: torch's choice)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from assistant.evaluation.report import write_report
-    from assistant.evaluation.runner import EvalConfig, evaluate
-
+def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
     settings = load_settings({"data_dir": args.data_dir})
     adapter = None if (args.adapter or "").lower() == "none" else (args.adapter or "auto")
     variants = tuple(v.strip() for v in (args.variants or "base,rag,ft,ft+rag").split(",") if v.strip())
@@ -62,14 +69,23 @@ def run(args: argparse.Namespace) -> int:
         parts=tuple(p.strip() for p in args.parts.split(",") if p.strip()),
         seed=args.seed,
     )
-    if args.threads:
+    out = args.out or settings.home / "eval" / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return EvaluateConfig(settings, cfg, out, args.threads)
+
+
+def main(cfg: EvaluateConfig) -> int:
+    """Run the suites, write report.md / report.json / PNGs into ``cfg.out`` and print report.md."""
+    from assistant.evaluation.report import write_report
+    from assistant.evaluation.runner import evaluate
+
+    if cfg.threads:
         import torch
 
-        torch.set_num_threads(args.threads)
-    out = args.out or settings.home / "eval" / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    print(f"evaluate: suite {cfg.suite}, variants {','.join(cfg.variants)}, out {out}", file=sys.stderr)
-    results = evaluate(cfg, settings)
-    path = write_report(results, out)
+        torch.set_num_threads(cfg.threads)
+    e = cfg.eval
+    print(f"evaluate: suite {e.suite}, variants {','.join(e.variants)}, out {cfg.out}", file=sys.stderr)
+    results = evaluate(e, cfg.settings)
+    path = write_report(results, cfg.out)
     print(path.read_text())
     print(f"report: {path}", file=sys.stderr)
     return 0

@@ -1,11 +1,11 @@
 """Search the ingested PDFs: the best passages with file, page and cosine score.
 
-    python -m assistant search "iron supplements in pregnancy"
-    python -m assistant search --top-k 3 --json "postpartum depression screening" "breastfeeding in the first hour"
-    python -m assistant search --from-file questions.txt --json --mode hybrid     # one query per line
+    llama-md search "iron supplements in pregnancy"
+    llama-md search --top-k 3 --json "postpartum depression screening" "breastfeeding in the first hour"
+    llama-md search --from-file questions.txt --json --mode hybrid     # one query per line
 
 Models load once for all queries. With --json, one JSON object per query:
-{"query": ..., "hits": [{"file", "page", "page_label", "score", "text"}, ...]}.
+{"query": ..., "hits": [{"file", "page", "page_label", "score", "text"}, ...]}. Exit code 1 when there is no store.
 """
 
 from __future__ import annotations
@@ -13,9 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.config import load_settings
+from assistant.config import ConfigError, Settings, load_settings
+
+
+@dataclass
+class SearchConfig:
+    settings: Settings
+    queries: list[str] = field(default_factory=list)
+    as_json: bool = False
+    mode: str | None = None  # None: the retriever's default mode
+    chroma_url: str | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,29 +41,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", help="llama-md home (default: $LLAMA_MD_HOME or ./.llama-md)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from assistant.rag.retrieve import Retriever
-    from assistant.rag.store import StoreError
-
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """Raises ConfigError when no query is given or --from-file can't be read."""
     queries = [q for q in args.queries if q.strip()]
     if args.from_file:
         try:
             queries += [ln.strip() for ln in args.from_file.read_text().splitlines() if ln.strip()]
         except OSError as exc:
-            print(f"error: can't read --from-file {args.from_file}: {exc}", file=sys.stderr)
-            return 2
+            raise ConfigError(f"can't read --from-file {args.from_file}: {exc}") from exc
     if not queries:
-        print("error: give a QUERY or --from-file FILE", file=sys.stderr)
-        return 2
+        raise ConfigError("give a QUERY or --from-file FILE")
     settings = load_settings({"home": args.home, "collection": args.collection, "top_k": args.top_k})
+    return SearchConfig(settings, queries, args.json, args.mode, args.chroma_url)
+
+
+def main(cfg: SearchConfig) -> int:
+    """Print the best passages per query; 1 when there is no store to search."""
+    from assistant.rag.retrieve import Retriever
+    from assistant.rag.store import StoreError
+
+    settings = cfg.settings
     try:
-        retriever = Retriever.from_settings(settings, args.mode, chroma_url=args.chroma_url)
-    except StoreError as exc:
+        retriever = Retriever.from_settings(settings, cfg.mode, chroma_url=cfg.chroma_url)
+    except StoreError as exc:  # nothing to search: 1, as for an ingest that found nothing
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for query in queries:
+    for query in cfg.queries:
         hits = retriever.retrieve(query, settings.top_k)
-        if args.json:
+        if cfg.as_json:
             record = {
                 "query": query,
                 "hits": [

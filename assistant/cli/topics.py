@@ -1,9 +1,9 @@
 """Model the topics of a patient-question dataset and pick the specialty.
 
-    python -m assistant topics ../shared/datasets/chatdoctor5k.json
-    python -m assistant topics ../shared/datasets/medquad.jsonl --text-column question --seed 0
-    python -m assistant topics ruslanmv/ai-medical-chatbot --out /tmp/topics     # hub id (online)
-    python -m assistant topics questions.csv --specialty pregnancy                # override the pick
+    llama-md topics ../shared/datasets/chatdoctor5k.json
+    llama-md topics ../shared/datasets/medquad.jsonl --text-column question --seed 0
+    llama-md topics ruslanmv/ai-medical-chatbot --out /tmp/topics     # hub id (online)
+    llama-md topics questions.csv --specialty pregnancy                # override the pick
 
 Writes DIR/topics.json and DIR/topics.png (DIR default: $LLAMA_MD_HOME/topics). A topics.json in the home's
 topics folder makes its "specialty" the settings' specialty for ingest, fine-tuning and the UI.
@@ -12,9 +12,19 @@ topics folder makes its "specialty" the settings' specialty for ingest, fine-tun
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.config import load_settings
+from assistant.config import Settings, load_settings
+
+
+@dataclass
+class TopicsConfig:
+    settings: Settings
+    dataset: str
+    text_column: str | None = None
+    out: Path | None = None  # default: settings.topics_dir
+    specialty: str | None = None  # overrides the pick
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,12 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", help="llama-md home folder (default: $LLAMA_MD_HOME or ./.llama-md)")
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> TopicsConfig:
+    settings = load_settings({"home": args.home, "seed": args.seed})
+    return TopicsConfig(settings, args.dataset, args.text_column, args.out, args.specialty)
+
+
+def main(cfg: TopicsConfig) -> int:
+    """Model the topics, write topics.json / topics.png, print the table and the pick."""
     from assistant.topics import model_topics, write_report
 
-    settings = load_settings({"home": args.home, "seed": args.seed})
-    report = model_topics(args.dataset, settings, text_column=args.text_column, specialty=args.specialty)
-    json_path, png_path = write_report(report, args.out or settings.topics_dir)
+    report = model_topics(cfg.dataset, cfg.settings, text_column=cfg.text_column, specialty=cfg.specialty)
+    json_path, png_path = write_report(report, cfg.out or cfg.settings.topics_dir)
 
     print(
         f"\n{report.n_questions} questions from column {report.text_column!r} of {report.dataset}"

@@ -1,4 +1,7 @@
-"""The resolved configuration of one fine-tuning run (a dataclass; ``finetune/__main__.py`` builds it from flags).
+"""The resolved configuration of one fine-tuning run: a dataclass, and the source of ``llama-md finetune``'s flags.
+
+Every field is a flag (``max_samples`` -> ``--max-samples``); its docstring is the flag's help and its default the
+flag's default (:mod:`assistant.cli.finetune` generates the parser with transformers' ``HfArgumentParser``).
 
 Precedence: preset defaults < explicit values. :meth:`FinetuneConfig.from_preset` fills every field the caller
 left as ``None`` from the preset; ``__post_init__`` validates everything at once and names the flag to change.
@@ -21,6 +24,19 @@ QUANTIZATIONS = (None, "4bit", "8bit")
 LOSSES = ("auto", "fused", "model")
 BATCHING = ("padding-free", "packed", "padded")
 MODEL_DTYPES = (None, "float32", "bfloat16", "float16")
+#: Fields named as in :class:`~assistant.finetuning.presets.Preset`, taken from it when left unset (None).
+PRESET_FIELDS = (
+    "r",
+    "lora_alpha",
+    "lora_dropout",
+    "learning_rate",
+    "max_seq_length",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "gradient_checkpointing",
+)
+#: Every field whose default is the preset's (``model`` is the preset's ``model_id``).
+FROM_PRESET = (*PRESET_FIELDS, "target_modules", "model", "quantization")
 
 
 class FinetuneConfigError(LlamaMdError, ValueError):
@@ -32,25 +48,26 @@ class FinetuneConfig:
     """Everything a run needs; written to ``<output_dir>/config.json``."""
 
     preset: str = DEFAULT_PRESET
-    """Preset name (``--preset``); its defaults fill every field left unset."""
+    """Preset name (``--list-presets`` shows them); its values fill every field left unset."""
     model: str = ""
-    """Base weights: hub id or local folder (``--model``; default the preset's model id)."""
+    """Base weights: hub id or local folder."""
     dataset: str = ""
-    """json / jsonl / csv / parquet / arrow file, saved dataset folder or hub id (``--dataset``)."""
+    """json / jsonl / csv / parquet / arrow file, saved dataset folder or hub id (command-line default:
+    ``$LLAMA_MD_DATA_DIR/datasets/chatdoctor5k.json``)."""
     output_dir: Path = Path()
-    """Run folder (``--output-dir``; default ``<home>/runs/<preset>-<time>``)."""
+    """Run folder (default: ``<home>/runs/<preset>-<time>``)."""
     home: Path = Path(".llama-md")
-    """llama-md home (model cache, default runs folder)."""
+    """llama-md home: model cache, default runs folder (command-line default: the settings' home)."""
     system_prompt: str | None = None
-    """System prompt of every example; None = the dataset's instruction, else the project default."""
+    """System prompt of every example (default: the dataset's instruction, else the project default)."""
     max_samples: int | None = None
-    """Cap on training samples after cleaning and the eval split (``--max-samples``)."""
+    """Cap on training samples after cleaning and the eval split (default: no cap)."""
     eval_fraction: float = 0.05
-    """Share of cleaned rows held out for evaluation, seeded (``--eval-fraction``)."""
+    """Share of cleaned rows held out for evaluation, seeded."""
     eval_samples: int | None = None
-    """Held-out rows as a count; overrides ``eval_fraction`` (``--eval-samples``)."""
+    """Held-out rows as a count; overrides ``--eval-fraction``."""
     specialty: str | None = None
-    """Keep only questions about this specialty (``--specialty``; keyword filter, see dataprep)."""
+    """Keep only questions closest to this specialty's corpus description (a ``corpora/*.toml`` name)."""
     max_seq_length: int | None = None
     """Tokens per training sequence; longer ones are truncated and counted."""
     r: int | None = None
@@ -70,11 +87,11 @@ class FinetuneConfig:
     gradient_checkpointing: bool | None = None
     """Recompute activations in backward to save memory."""
     quantization: str | None = None
-    """None, "4bit" or "8bit" (QLoRA via bitsandbytes; CUDA only). Preset default when unset."""
+    """4bit or 8bit: QLoRA via bitsandbytes, CUDA only; none: no quantization even if the preset has one."""
     no_quantization: bool = False
     """Force no quantization even when the preset defaults to one (``--quantization none``)."""
     full: bool = False
-    """Full fine-tuning instead of LoRA (``--full``)."""
+    """Full fine-tuning instead of LoRA."""
     freeze_ratio: float = 0.0
     """Share of the first decoder layers that stay frozen (LoRA: no adapters there)."""
     precision: str = "auto"
@@ -95,11 +112,11 @@ class FinetuneConfig:
     """padding-free (sequences of a batch concatenated), packed (bins of max_seq_length) or padded."""
     loss: str = "auto"
     """auto | fused | model: trl's fused chunked LM head (GPU memory saver) or the model's own loss (faster on
-    CPU); auto = fused on CUDA, model elsewhere. See :mod:`assistant.finetuning.trainer`."""
+    CPU); auto = fused on CUDA, model elsewhere (see assistant/finetuning/trainer.py)."""
     save_steps: int = 50
     """Checkpoint (and evaluate) every this many optimizer steps."""
     eval_steps: int | None = None
-    """Evaluate the held-out loss every N steps (None: at every checkpoint; 0: only before and after)."""
+    """Evaluate the held-out loss every N steps (default: at every checkpoint; 0: only before and after)."""
     save_total_limit: int = 3
     """Checkpoints kept (the best one is always kept)."""
     logging_steps: int = 5
@@ -123,11 +140,11 @@ class FinetuneConfig:
     load_best_model_at_end: bool = True
     """Keep the checkpoint with the lowest eval loss as the final adapter."""
     early_stopping_patience: int | None = None
-    """Stop after this many evaluations without improvement (None: off)."""
+    """Stop after this many evaluations without improvement (default: off)."""
     merge: bool = False
     """Also write the merged full model (merged on CPU) to output_dir/merged."""
     seed: int = 0
-    """Seed for the split, shuffling, LoRA init and dropout."""
+    """Seed for the split, shuffling, LoRA init and dropout (command-line default: the settings' seed)."""
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -187,16 +204,7 @@ class FinetuneConfig:
         """
         chosen = get_preset(preset)
         values = {k: v for k, v in values.items() if v is not None}
-        for name in (
-            "r",
-            "lora_alpha",
-            "lora_dropout",
-            "learning_rate",
-            "max_seq_length",
-            "batch_size",
-            "gradient_accumulation_steps",
-            "gradient_checkpointing",
-        ):
+        for name in PRESET_FIELDS:
             values.setdefault(name, getattr(chosen, name))
         values.setdefault("target_modules", list(chosen.target_modules))
         values.setdefault("model", chosen.model_id)
