@@ -87,19 +87,19 @@ def bot(ui_home):
 
 def test_answer_cites_the_page_that_holds_the_answer(bot):
     answer = bot.ask("What should I eat during the third trimester?", seed=0).collect()
-    assert answer.answer.strip() and answer.adapter and not answer.emergency
+    assert answer.full_text.strip() and answer.adapter and not answer.emergency
     assert answer.sources and answer.sources[0].file == "nutrition_guide.pdf" and answer.sources[0].page == 1
     assert answer.ttft_ms > 0 and answer.tokens_per_s > 0 and answer.retrieval_ms > 0
 
 
 def test_unsupported_question_says_so_and_cites_nothing(bot):
     answer = bot.ask("How do I replace the clutch on a diesel van?", seed=0).collect()
-    assert "no_support" in answer.flags and answer.sources == [] and answer.answer.startswith(NO_SUPPORT)
+    assert "no_support" in answer.flags and answer.sources == [] and answer.full_text.startswith(NO_SUPPORT)
 
 
 def test_red_flag_gets_the_emergency_message_before_the_answer(bot):
     answer = bot.ask("I'm 30 weeks pregnant and there is heavy bleeding", seed=0).collect()
-    assert answer.emergency and answer.answer.startswith(EMERGENCY_MESSAGE)
+    assert answer.emergency and answer.full_text.startswith(EMERGENCY_MESSAGE)
 
 
 def test_adapter_for_another_base_model_is_refused(ui_home, tmp_path):
@@ -141,3 +141,37 @@ def test_chat_cli_json(ui_home):
     assert rows[0]["sources"][0]["file"] == "nutrition_guide.pdf" and rows[0]["sources"][0]["page"] == 2
     assert set(rows[0]) >= {"answer", "emergency", "ttft_ms", "tokens_per_s"}
     assert "adapter:" in out.stderr and "The question is empty" in out.stderr
+
+
+def test_notices_and_the_models_words_are_kept_apart(bot):
+    answer = bot.ask("How do I replace the clutch on a diesel van?", seed=0).collect()
+    assert answer.notices == [NO_SUPPORT] and NO_SUPPORT not in answer.text
+    assert answer.full_text == NO_SUPPORT + "\n\n" + answer.text
+    assert answer.to_json()["answer"] == answer.full_text
+
+
+def test_each_generation_stream_carries_its_own_stats(bot):
+    messages = [{"role": "user", "content": "Name one fruit."}]
+    short = bot.generator.stream(messages, temperature=0, max_new_tokens=2)
+    longer = bot.generator.stream(messages, temperature=0, max_new_tokens=6)
+    assert longer.text() and short.text()  # read in the other order than made
+    assert 0 < short.stats.new_tokens <= 2 < longer.stats.new_tokens <= 6
+    assert short.stats.prompt_tokens == longer.stats.prompt_tokens > 0
+    assert not hasattr(bot.generator, "last_stats")
+
+
+def test_one_empty_question_check_for_every_front_end(bot):
+    from assistant.chat.prompts import EmptyQuestionError
+
+    with pytest.raises(EmptyQuestionError, match="The question is empty: type a question"):
+        bot.ask("   ")
+
+
+def test_describe_says_what_is_loaded(bot):
+    loaded = bot.describe()
+    assert loaded.model.endswith("SmolLM2-135M-Instruct") and loaded.run == "smollm2-135m-test"
+    assert loaded.has_adapter and loaded.chunks > 0 and loaded.hints == []
+    assert (
+        loaded.header()
+        == f"model: {loaded.model}; adapter: {loaded.adapter}; retrieval: {loaded.chunks} chunks"
+    )

@@ -52,3 +52,10 @@ def test_upload_of_a_non_pdf_is_refused(app):
     app.file_uploader(key="uploads").set_value([("fake.pdf", b"just text", "application/pdf")]).run()
     app.button(key="ingest").click().run()
     assert any("content is not a PDF" in e.value for e in app.error)
+
+
+def test_empty_question_gets_the_one_message(app):
+    app.chat_input[0].set_value("   ").run()
+    assert [w.value for w in app.warning] == [
+        "The question is empty: type a question about your health or the documents."
+    ]

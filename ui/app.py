@@ -12,11 +12,11 @@ import streamlit as st
 
 from assistant.chat.answer import Assistant
 from assistant.chat.history import ChatHistory
+from assistant.chat.prompts import EmptyQuestionError
 from assistant.chat.safety import DISCLAIMER
 from assistant.chat.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
 from assistant.config import load_settings
 from assistant.errors import LlamaMdError, report_unexpected
-from corpora import CorpusError, load_corpus
 
 st.set_page_config(page_title="llama-md", page_icon="🩺", layout="wide")
 
@@ -35,9 +35,12 @@ def fail(exc: Exception, logs_dir=None) -> None:
 
 try:
     settings = load_settings()
+except LlamaMdError as exc:  # a bad llama-md.toml or LLAMA_MD_* value
+    fail(exc)
+try:
     bot = load_assistant(str(settings.home))
 except Exception as exc:  # noqa: BLE001 - every error ends as one sentence on the page
-    fail(exc, load_settings().logs_dir if not isinstance(exc, LlamaMdError) else None)
+    fail(exc, settings.logs_dir)
 
 history = ChatHistory(settings.chats_dir)
 session_id = st.query_params.get("session")
@@ -51,27 +54,22 @@ if st.session_state.get("session_id") != session_id:
 # Sidebar: what is loaded, and the settings ----------------------------------------------------------------
 with st.sidebar:
     st.header("llama-md")
-    try:
-        specialty = load_corpus(settings.specialty).display_name if settings.specialty else "not chosen"
-    except CorpusError:
-        specialty = settings.specialty
-    st.markdown(f"**Specialty:** {specialty}")
-    gen = bot.generator
-    st.markdown(f"**Model:** `{gen.base_model}`")
-    st.markdown(f"**Adapter:** `{gen.adapter_dir.parent.name if gen.adapter_dir else 'none'}`")
-    if bot.retriever is not None:
-        st.markdown(f"**Library:** {bot.retriever.count()} passages")
-    else:
-        st.info(bot.store_error or "No document store: build it with `python -m ingest --specialty NAME`.")
-    if gen.adapter_dir is None:
-        st.info("No fine-tuned adapter: train one with `python -m finetune --preset smollm2-135m`.")
+    loaded = bot.describe()
+    st.markdown(f"**Specialty:** {loaded.specialty or 'not chosen'}")
+    st.markdown(f"**Model:** `{loaded.model}`")
+    st.markdown(f"**Adapter:** `{loaded.run or 'none'}`")
+    if loaded.chunks is not None:
+        st.markdown(f"**Library:** {loaded.chunks} passages")
+    for hint in loaded.hints:
+        st.info(hint)
     top_k = st.slider("top_k (passages)", 1, 10, settings.top_k)
     temperature = st.slider("temperature", 0.0, 1.5, settings.temperature, 0.05)
     max_new_tokens = st.slider("max_new_tokens", 32, 1024, settings.max_new_tokens, 32)
-    use_rag = st.toggle("Retrieval", value=bot.retriever is not None, disabled=bot.retriever is None)
-    use_adapter = st.toggle("Fine-tuned adapter", value=gen.has_adapter, disabled=not gen.has_adapter)
+    has_store = loaded.chunks is not None
+    use_rag = st.toggle("Retrieval", value=has_store, disabled=not has_store)
+    use_adapter = st.toggle("Fine-tuned adapter", value=loaded.has_adapter, disabled=not loaded.has_adapter)
     compare = st.toggle(
-        "Compare base vs fine-tuned", value=False, disabled=not gen.has_adapter, key="compare"
+        "Compare base vs fine-tuned", value=False, disabled=not loaded.has_adapter, key="compare"
     )
     if st.button("New chat"):
         st.query_params["session"] = history.new_session()
@@ -120,9 +118,9 @@ def show_sources(sources: list[dict]) -> None:
             st.write(src["text"])
 
 
-def answer_into(container, question: str, past: list[dict], adapter_on: bool) -> dict:
-    """Stream one answer into ``container``; returns the assistant message to store."""
-    stream = bot.ask(
+def ask(question: str, past: list[dict], adapter_on: bool):
+    """Screen, retrieve and compose now (raises EmptyQuestionError); the answer streams when read."""
+    return bot.ask(
         question,
         past,
         use_rag=use_rag,
@@ -131,6 +129,10 @@ def answer_into(container, question: str, past: list[dict], adapter_on: bool) ->
         temperature=temperature,
         max_new_tokens=max_new_tokens,
     )
+
+
+def answer_into(container, stream) -> dict:
+    """Stream one answer into ``container``; returns the assistant message to store."""
     with container:
         if stream.answer.emergency:
             st.error("Red-flag symptoms detected: seek emergency care now.")
@@ -141,7 +143,7 @@ def answer_into(container, question: str, past: list[dict], adapter_on: bool) ->
         st.caption(f"{answer.ttft_ms:.0f} ms to first token · {answer.tokens_per_s:.1f} tokens/s")
     return {
         "role": "assistant",
-        "content": text if isinstance(text, str) else answer.answer,
+        "content": text if isinstance(text, str) else answer.full_text,
         "sources": sources,
     }
 
@@ -153,22 +155,31 @@ for message in st.session_state.messages:
 
 question = st.chat_input("Ask about symptoms, pregnancy, medicines...")
 if question is not None:
-    if not question.strip():
-        st.warning("The question is empty: type a question about your health or the documents.")
-        st.stop()
     past = [{"role": m["role"], "content": m["content"]} for m in st.session_state.messages]
+    try:
+        streams = [
+            ask(question, past, adapter_on) for adapter_on in ((False, True) if compare else (use_adapter,))
+        ]
+    except EmptyQuestionError as exc:
+        st.warning(str(exc))
+        st.stop()
+    except Exception as exc:  # noqa: BLE001
+        fail(exc, settings.logs_dir)
     with st.chat_message("user"):
         st.markdown(question)
     st.session_state.messages.append({"role": "user", "content": question, "sources": []})
     history.add(session_id, "user", question)
     with st.chat_message("assistant"):
-        if compare:
-            left, right = st.columns(2)
-            left.markdown("**Base model**")
-            right.markdown("**Fine-tuned**")
-            answer_into(left, question, past, adapter_on=False)
-            message = answer_into(right, question, past, adapter_on=True)
-        else:
-            message = answer_into(st.container(), question, past, adapter_on=use_adapter)
+        try:
+            if compare:
+                left, right = st.columns(2)
+                left.markdown("**Base model**")
+                right.markdown("**Fine-tuned**")
+                answer_into(left, streams[0])
+                message = answer_into(right, streams[1])
+            else:
+                message = answer_into(st.container(), streams[0])
+        except Exception as exc:  # noqa: BLE001
+            fail(exc, settings.logs_dir)
     st.session_state.messages.append(message)
     history.add(session_id, "assistant", message["content"], message["sources"])

@@ -1,7 +1,8 @@
 """The one answer path used by the Streamlit app, the CLI and the evaluation.
 
 safety screen -> retrieve -> compose (system prompt, numbered passages, trimmed history, question) ->
-stream the generator -> pick the sources the answer relies on.
+stream the generator -> pick the sources the answer relies on. :meth:`Assistant.ask` returns an
+:class:`AnswerStream`; reading it yields the notices, then the model's words, and fills its :class:`Answer`.
 
 Citation rule: a source is listed when the answer cites its marker ``[n]``; when the answer cites none (small
 models rarely emit markers), the passages given to the model whose cosine similarity is at least
@@ -50,10 +51,12 @@ class Source:
 
 @dataclass
 class Answer:
-    """Everything about one answer. ``answer`` holds the full text shown to the user (notices included)."""
+    """Everything about one answer. ``text`` is the model's own words; ``notices`` are shown before them
+    (emergency advice, no supporting passage, question trimmed); :attr:`full_text` is both, as the user sees it."""
 
     question: str
-    answer: str = ""
+    text: str = ""
+    notices: list[str] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
     emergency: bool = False
     flags: list[str] = field(
@@ -67,12 +70,23 @@ class Answer:
     model: str = ""
     adapter: str | None = None
 
+    @property
+    def full_text(self) -> str:
+        """The answer as shown: each notice followed by a blank line, then the model's text."""
+        return notice_prefix(self.notices) + self.text
+
     def to_json(self) -> dict:
-        """The CLI's ``--json`` object (sources without passage text)."""
+        """The CLI's ``--json`` object: ``answer`` is :attr:`full_text`; sources without passage text."""
         data = asdict(self)
+        data["answer"] = self.full_text
         data["sources"] = [{"file": s.file, "page": s.page, "score": round(s.score, 4)} for s in self.sources]
         data["ttft_ms"], data["tokens_per_s"] = round(self.ttft_ms, 1), round(self.tokens_per_s, 2)
         return data
+
+
+def notice_prefix(notices: Sequence[str]) -> str:
+    """The notices as they open an answer: each followed by a blank line."""
+    return "".join(n + "\n\n" for n in notices)
 
 
 def select_sources(text: str, passages: Sequence, min_score: float) -> list[Source]:
@@ -91,7 +105,8 @@ def select_sources(text: str, passages: Sequence, min_score: float) -> list[Sour
 
 
 class AnswerStream:
-    """Iterate to get the answer's text pieces (notices first, then model tokens); ``.answer`` afterwards."""
+    """Iterate to get the answer's text pieces (the notices first, then the model's); ``.answer`` is complete
+    once the stream has been read."""
 
     def __init__(self, pieces: Iterator[str], answer: Answer) -> None:
         self._pieces, self.answer = pieces, answer
@@ -104,6 +119,33 @@ class AnswerStream:
         for _ in self:
             pass
         return self.answer
+
+
+@dataclass
+class Description:
+    """What an :class:`Assistant` has loaded, as the UI's sidebar and the CLI's header show it."""
+
+    model: str
+    """Base model id."""
+    adapter: str | None
+    """Adapter folder, None for the base model."""
+    run: str | None
+    """Name of the fine-tune run folder the adapter belongs to."""
+    has_adapter: bool
+    """True when a LoRA adapter can be switched on and off (False for none and for a full fine-tune)."""
+    chunks: int | None
+    """Passages in the store; None without retrieval."""
+    store_error: str
+    """Why there is no retrieval (names the command that builds the store); empty when there is."""
+    specialty: str | None
+    """Display name of the settings' specialty, None when none is chosen."""
+    hints: list[str] = field(default_factory=list)
+    """What is missing and the command that makes it."""
+
+    def header(self) -> str:
+        """One line: ``model: M; adapter: A; retrieval: N chunks`` (or why there is none, or ``off``)."""
+        retrieval = f"{self.chunks} chunks" if self.chunks is not None else (self.store_error or "off")
+        return f"model: {self.model}; adapter: {self.adapter or 'none (base model)'}; retrieval: {retrieval}"
 
 
 class Assistant:
@@ -180,6 +222,29 @@ class Assistant:
         )
         return comp, hits, retrieval_ms
 
+    def describe(self) -> Description:
+        """What is loaded, for the UI's sidebar and the CLI's header (see :class:`Description`)."""
+        from corpora import CorpusError, load_corpus
+
+        gen, specialty = self.generator, self.settings.specialty
+        try:
+            specialty = load_corpus(specialty).display_name if specialty else None
+        except CorpusError:
+            pass
+        hints = [self.store_error] if self.store_error else []
+        if gen.adapter_dir is None:
+            hints.append("No fine-tuned adapter: train one with `python -m finetune --preset smollm2-135m`.")
+        return Description(
+            model=gen.base_model,
+            adapter=str(gen.adapter_dir) if gen.adapter_dir else None,
+            run=gen.adapter_dir.parent.name if gen.adapter_dir else None,
+            has_adapter=gen.has_adapter,
+            chunks=self.retriever.count() if self.retriever is not None else None,
+            store_error=self.store_error,
+            specialty=specialty,
+            hints=hints,
+        )
+
     def ask(
         self,
         question: str,
@@ -194,13 +259,12 @@ class Assistant:
     ) -> AnswerStream:
         """Answer one question; see the module docstring for the steps.
 
+        Screening, retrieval and composing happen here; generation starts when the stream is read.
+
         Raises:
-            ValueError: the question is empty.
+            EmptyQuestionError: the question is empty (checked by :func:`~assistant.chat.prompts.compose`).
         """
-        s = self.settings
-        if not (question or "").strip():
-            raise ValueError("The question is empty: type a question about your health or the documents.")
-        gen = self.generator
+        s, gen = self.settings, self.generator
         answer = Answer(
             question=question,
             model=gen.base_model,
@@ -215,32 +279,31 @@ class Assistant:
             answer.flags.append("no_store")
         if use_rag and not any(h.score >= s.min_score for h in hits):
             answer.flags.append("no_support")
-        max_new = max_new_tokens or s.max_new_tokens
         if comp.question_trimmed:
             answer.flags.append("question_trimmed")
-        notices = [safety.message] if safety.emergency else []
-        notices += [NO_SUPPORT] if "no_support" in answer.flags else []
-        notices += [TRIMMED] if comp.question_trimmed else []
+        answer.notices = [safety.message] if safety.emergency else []
+        answer.notices += [NO_SUPPORT] if "no_support" in answer.flags else []
+        answer.notices += [TRIMMED] if comp.question_trimmed else []
+        generation = gen.stream(
+            comp.messages,
+            temperature=s.temperature if temperature is None else temperature,
+            max_new_tokens=max_new_tokens or s.max_new_tokens,
+            repetition_penalty=s.repetition_penalty,
+            use_adapter=use_adapter,
+            seed=seed,
+        )
 
         def pieces() -> Iterator[str]:
-            prefix = "".join(n + "\n\n" for n in notices)
+            prefix = notice_prefix(answer.notices)
             if prefix:
                 yield prefix
             generated = []
-            for piece in gen.stream(
-                comp.messages,
-                temperature=s.temperature if temperature is None else temperature,
-                max_new_tokens=max_new,
-                repetition_penalty=s.repetition_penalty,
-                use_adapter=use_adapter,
-                seed=seed,
-            ):
+            for piece in generation:
                 generated.append(piece)
                 yield piece
-            text = "".join(generated).strip()
-            stats = gen.last_stats
-            answer.answer = prefix + text
-            answer.sources = select_sources(text, comp.passages, s.min_score)
+            stats = generation.stats
+            answer.text = "".join(generated).strip()
+            answer.sources = select_sources(answer.text, comp.passages, s.min_score)
             answer.ttft_ms = stats.ttft_s * 1000 + answer.retrieval_ms
             answer.tokens_per_s, answer.new_tokens, answer.stopped = (
                 stats.tokens_per_s,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +43,25 @@ class GenerationStats:
         return (self.new_tokens - 1) / decode_s if self.new_tokens > 1 and decode_s > 0 else 0.0
 
 
+class GenerationStream:
+    """One generation's text, piece by piece as the model writes it; ``stats`` is complete once it has ended.
+
+    Nothing runs before the first iteration, and the stream is read once: ``for piece in stream`` or
+    :meth:`text`. The stats travel with the stream, so two generations never share (or overwrite) one record.
+    """
+
+    def __init__(self, run: Callable[[GenerationStats], Iterator[str]]) -> None:
+        self.stats = GenerationStats()
+        self._pieces = run(self.stats)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._pieces
+
+    def text(self) -> str:
+        """Read the whole stream; the answer's text without surrounding whitespace."""
+        return "".join(self).strip()
+
+
 class Generator:
     """A causal LM (+ optional peft adapter), its tokenizer and the prompt format it was trained with."""
 
@@ -62,7 +81,6 @@ class Generator:
         stops = list(info.stop_tokens) if info else []
         ids = {tokenizer.convert_tokens_to_ids(t) for t in stops} | {tokenizer.eos_token_id}
         self.stop_token_ids = sorted(i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id)
-        self.last_stats = GenerationStats()
 
     @property
     def system_prompt(self) -> str:
@@ -134,13 +152,34 @@ class Generator:
         repetition_penalty: float = 1.1,
         use_adapter: bool = True,
         seed: int | None = None,
-    ) -> Iterator[str]:
-        """Yield the answer's text as it is generated; ``self.last_stats`` holds timings afterwards.
+    ) -> GenerationStream:
+        """Generate an answer to ``messages``, streamed.
 
         Sampling with ``temperature`` (0 = greedy), a ``repetition_penalty`` on the answer's own tokens (see
-        :func:`repetition_penalty_processors`), stopping at any of ``self.stop_token_ids`` or after
-        ``max_new_tokens``.
+        :func:`~assistant.models.repetition_penalty_processors`), stopping at any of ``self.stop_token_ids`` or
+        after ``max_new_tokens``. ``model.generate`` runs on the torch thread (:mod:`assistant.torch_thread`)
+        while the caller reads a ``TextIteratorStreamer``.
+
+        Returns:
+            A :class:`GenerationStream`: iterate it for the text pieces; afterwards its ``stats`` hold the prompt
+            and new token counts, time to first text, tokens/s and whether a stop token ended the answer.
         """
+        return GenerationStream(
+            lambda stats: self._generate(
+                stats, messages, temperature, max_new_tokens, repetition_penalty, use_adapter, seed
+            )
+        )
+
+    def _generate(
+        self,
+        stats: GenerationStats,
+        messages: list[dict],
+        temperature: float,
+        max_new_tokens: int,
+        repetition_penalty: float,
+        use_adapter: bool,
+        seed: int | None,
+    ) -> Iterator[str]:
         import torch
         from transformers import TextIteratorStreamer
 
@@ -175,7 +214,7 @@ class Generator:
                 streamer.end()
 
         future = torch_thread.submit(work)
-        stats = GenerationStats(prompt_tokens=int(inputs["input_ids"].shape[1]))
+        stats.prompt_tokens = int(inputs["input_ids"].shape[1])
         for piece in streamer:
             if piece and not stats.ttft_s:
                 stats.ttft_s = time.perf_counter() - started
@@ -187,8 +226,7 @@ class Generator:
         stats.new_tokens = int(new.shape[0])
         stats.stopped = bool(stats.new_tokens and int(new[-1]) in self.stop_token_ids)
         stats.total_s = time.perf_counter() - started
-        self.last_stats = stats
 
     def generate(self, messages: list[dict], **kwargs) -> str:
         """Non-streaming :meth:`stream`: the whole answer text."""
-        return "".join(self.stream(messages, **kwargs)).strip()
+        return self.stream(messages, **kwargs).text()

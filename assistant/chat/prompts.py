@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from assistant.errors import LlamaMdError
+
 PASSAGES_HEADER = "Use the numbered passages below if they help, and cite them like [1].\n\nPassages:"
+
+
+class EmptyQuestionError(LlamaMdError, ValueError):
+    """The question is empty or only whitespace (checked once, in :func:`compose`)."""
+
+    def __init__(self) -> None:
+        super().__init__("The question is empty: type a question about your health or the documents.")
 
 
 @dataclass
@@ -73,11 +82,11 @@ def compose(
         A Composition; ``messages`` = [system, *history, user], the user turn holding passages and question.
 
     Raises:
-        ValueError: the question is empty.
+        EmptyQuestionError: the question is empty (the one place this is checked for every front-end).
     """
     question = (question or "").strip()
     if not question:
-        raise ValueError("The question is empty: type a question about your health or the documents.")
+        raise EmptyQuestionError()
     question, trimmed = trim_to_tokens(question, max_question_tokens, count_tokens)
     overhead = (
         16  # chat-template tokens per turn (role markers), a safe upper bound for Llama/ChatML templates

@@ -64,19 +64,15 @@ def config_from_args(args: argparse.Namespace) -> ChatConfig:
 def main(cfg: ChatConfig) -> int:
     """Answer each question (streamed, or one JSON object per line with ``as_json``)."""
     from assistant.chat.answer import Assistant
+    from assistant.chat.prompts import EmptyQuestionError
     from assistant.chat.safety import DISCLAIMER
 
     bot = Assistant.from_settings(cfg.settings, cfg.adapter, use_rag=cfg.use_rag)
-    gen = bot.generator
-    print(
-        f"model: {gen.base_model}; adapter: {gen.adapter_dir or 'none (base model)'}; "
-        f"retrieval: {'off' if not cfg.use_rag else (bot.store_error or f'{bot.retriever.count()} chunks')}",
-        file=sys.stderr,
-    )
+    print(bot.describe().header(), file=sys.stderr)
     for question in cfg.questions:
         try:
             stream = bot.ask(question, use_rag=cfg.use_rag, seed=cfg.seed)
-        except ValueError as exc:
+        except EmptyQuestionError as exc:  # the other questions still get their answers
             print(f"error: {exc}", file=sys.stderr)
             continue
         if cfg.as_json:

@@ -111,17 +111,6 @@ def load_assistant(cfg: EvalConfig, settings: Settings):
     return bot
 
 
-def model_text(answer) -> str:
-    """The model's own words: the answer without the notices the answer path puts before them."""
-    from assistant.chat.answer import NO_SUPPORT, TRIMMED
-    from assistant.chat.safety import CRISIS_MESSAGE, EMERGENCY_MESSAGE
-
-    text = answer.answer
-    for notice in (CRISIS_MESSAGE, EMERGENCY_MESSAGE, NO_SUPPORT, TRIMMED):
-        text = text.replace(notice, "")
-    return text.strip()
-
-
 def ask(bot, question: str, variant: str, max_new_tokens: int, seed: int):
     use_adapter, use_rag = VARIANTS[variant]
     return bot.ask(
@@ -147,7 +136,7 @@ def evaluate_open(bot, name: str, items: list[OpenItem], cfg: EvalConfig, embedd
         bar = tqdm(items, desc=f"{name} [{variant}]", unit="q", leave=False)
         for it in bar:
             answer = ask(bot, it.question, variant, cfg.max_new_tokens_open, cfg.seed)
-            text = model_text(answer)
+            text = answer.text  # the model's own words, without the notices shown before them
             row = {
                 "id": it.id,
                 "answer": text,
@@ -235,7 +224,7 @@ def evaluate_closed(bot, name: str, items: list[ClosedItem], cfg: EvalConfig) ->
         bar = tqdm(items, desc=f"{name} [{variant}]", unit="q", leave=False)
         for it in bar:
             prompt = closed_prompt(it)
-            text = model_text(ask(bot, prompt, variant, cfg.max_new_tokens_closed, cfg.seed))
+            text = ask(bot, prompt, variant, cfg.max_new_tokens_closed, cfg.seed).text
             parsed = metrics.parse_choice(text, it.options)
             by_ll = None
             if parsed is None or cfg.likelihood_for_all:
