@@ -1,4 +1,5 @@
-"""Shared fixtures: a temporary llama-md home, the real data folder (skip when absent), the bundled models."""
+"""Shared fixtures: a temporary llama-md home, the real data folder (skip when absent), the bundled models, a
+home with a real store and adapter for the chat, and a tiny Llama for fine-tuning. Factories: ``tests/helpers.py``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PREGNANCY_PAGES, REPO, make_adapter, make_settings, qa_rows, write_jsonl, write_pdf
+
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _data_dir() -> Path | None:
@@ -61,13 +62,46 @@ def embedder(settings):
 @pytest.fixture(scope="session")
 def ui_home(tmp_path_factory, settings):
     """A home with a real Chroma store built from a small written PDF and an (untrained) LoRA adapter."""
-    from assistant.config import load_settings
     from assistant.rag.ingest import ingest_paths
-    from tests.helpers import PREGNANCY_PAGES, make_adapter, write_pdf
 
     home = tmp_path_factory.mktemp("ui-home")
-    local = load_settings({"home": str(home), "specialty": "pregnancy"}, environ={})
+    local = make_settings(home, specialty="pregnancy")
     pdf = write_pdf(home / "pdfs" / "nutrition_guide.pdf", PREGNANCY_PAGES)
     ingest_paths([pdf], local, specialty="pregnancy")
     make_adapter(local)
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model(settings, tmp_path_factory) -> Path:
+    """A random tiny Llama saved with the bundled SmolLM2 tokenizer (the recipe of trl's tiny test models)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from assistant.models import load_tokenizer
+
+    tokenizer = load_tokenizer(None, settings)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> str:
+    """40 short question / answer pairs in ChatDoctor's instruction schema, as a jsonl file."""
+    return write_jsonl(tmp_path_factory.mktemp("ft-data") / "qa.jsonl", qa_rows(40))

@@ -1,11 +1,128 @@
-"""Small real inputs the tests build themselves: PDFs with a text layer, an untrained LoRA adapter."""
+"""What the tests build for themselves, in one place: real PDFs, settings, an untrained adapter, fine-tuning data
+and configs, and the browser helpers. Fixtures live in ``conftest.py``."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+# PDFs -----------------------------------------------------------------------------------------------------
+# One writer: a hand-written PDF with a Helvetica text layer, then pypdf for page labels and encryption.
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+
+def pdf_bytes(pages: list[list[str]]) -> bytes:
+    """A valid PDF: one page per list of lines (Helvetica 11 pt, top to bottom); an empty list draws a box only."""
+    objects: list[bytes] = []
+    n_pages = len(pages)
+    font_id = 3 + 2 * n_pages
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n_pages))
+    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {n_pages} >>".encode())
+    for i, lines in enumerate(pages):
+        if lines:
+            ops = ["BT /F1 11 Tf 13 TL 72 760 Td"] + [f"({_escape(line)}) Tj T*" for line in lines] + ["ET"]
+        else:
+            ops = ["0 0 1 RG 100 100 300 300 re S"]  # a drawing, no text layer
+        stream = "\n".join(ops).encode("latin-1")
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
+            f"/Resources << /Font << /F1 {font_id} 0 R >> >> >>".encode()
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def write_pdf(
+    path: Path,
+    pages: list[list[str]] | list[str],
+    *,
+    password: str | None = None,
+    roman_pages: int = 0,
+) -> Path:
+    """Write ``pages`` to ``path``: each page a list of lines, or a paragraph (wrapped at 80 characters).
+
+    ``password`` encrypts it (``""`` = empty user password); the first ``roman_pages`` pages get the labels
+    i, ii, ... and the rest 1, 2, ...
+    """
+    pages = [textwrap.wrap(p, 80, break_on_hyphens=False) if isinstance(p, str) else p for p in pages]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pdf_bytes(pages))
+    if password is None and not roman_pages:
+        return path
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.constants import PageLabelStyle
+
+    writer = PdfWriter(clone_from=PdfReader(path))
+    if roman_pages:
+        writer.set_page_label(0, roman_pages - 1, style=PageLabelStyle.LOWERCASE_ROMAN)
+        writer.set_page_label(roman_pages, len(pages) - 1, style=PageLabelStyle.DECIMAL)
+    if password is not None:
+        writer.encrypt(user_password=password, owner_password="owner-secret", algorithm="RC4-128")
+    with path.open("wb") as fh:
+        writer.write(fh)
+    return path
+
+
+def empty_pdf(path: Path) -> Path:
+    """A well-formed PDF with 0 pages."""
+    from pypdf import PdfWriter
+
+    with path.open("wb") as fh:
+        PdfWriter().write(fh)
+    return path
+
+
+TOPICS = [
+    "iron and folic acid supplements reduce anaemia in pregnant women",
+    "exclusive breastfeeding for the first six months protects the newborn",
+    "postpartum depression screening at the six week visit",
+    "kangaroo mother care for preterm babies keeps them warm",
+    "tetanus toxoid vaccination during pregnancy prevents neonatal tetanus",
+    "delayed umbilical cord clamping improves iron stores in infants",
+    "calcium supplementation lowers the risk of pre-eclampsia",
+    "skin to skin contact right after birth helps the first breastfeed",
+]
+
+
+def topic_pages(doc: int, n_pages: int, lines_per_page: int = 24) -> list[list[str]]:
+    """Deterministic English-like pages: page p of document d is about TOPICS[(d + p) % len(TOPICS)]."""
+    pages = []
+    for p in range(n_pages):
+        topic = TOPICS[(doc + p) % len(TOPICS)]
+        pages.append(
+            [f"Document {doc} page {p + 1}: {topic}."]
+            + [
+                f"Point {k} on this page: health workers explain that {topic}, as trial {doc}-{p}-{k} showed."
+                for k in range(lines_per_page)
+            ]
+        )
+    return pages
+
 
 PREGNANCY_PAGES = [
     "Nutrition in pregnancy. During the third trimester, eat a varied diet with vegetables, fruit, whole grains, "
@@ -18,22 +135,14 @@ PREGNANCY_PAGES = [
 ]
 
 
-def write_pdf(path: Path, pages: list[str]) -> Path:
-    """Write a real PDF (matplotlib, TrueType text layer) with one page per string; returns ``path``."""
-    import matplotlib
+# Settings and adapters ------------------------------------------------------------------------------------
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context({"pdf.fonttype": 42}), PdfPages(path) as pdf:
-        for text in pages:
-            fig = plt.figure(figsize=(8.27, 11.69))
-            fig.text(0.08, 0.92, "\n".join(textwrap.wrap(text, 80)), va="top", fontsize=11)
-            pdf.savefig(fig)
-            plt.close(fig)
-    return path
+def make_settings(home: Path, **overrides):
+    """Settings with ``home`` and ``overrides`` only (no environment, no llama-md.toml)."""
+    from assistant.config import load_settings
+
+    return load_settings({"home": str(home), **overrides}, environ={})
 
 
 def make_adapter(settings, run_name: str = "smollm2-135m-test") -> Path:
@@ -58,3 +167,133 @@ def make_adapter(settings, run_name: str = "smollm2-135m-test") -> Path:
         512,
     ).save(adapter_dir)
     return adapter_dir
+
+
+# Fine-tuning data and configs -----------------------------------------------------------------------------
+
+SYMPTOMS = ["a cough", "a headache", "back pain", "a rash", "a sore throat", "dizziness", "nausea", "a fever"]
+
+
+def qa_rows(n: int = 40) -> list[dict]:
+    """Short, varied question/answer pairs (instruction schema, like ChatDoctor)."""
+    return [
+        {
+            "instruction": "If you are a doctor, please answer the medical questions based on the patient's description.",
+            "input": f"Doctor, I have had {SYMPTOMS[i % len(SYMPTOMS)]} for {i + 1} days. What should I do?",
+            "output": f"It may be a mild infection. Rest, drink fluids and see a doctor if it lasts over {i + 2} days.",
+        }
+        for i in range(n)
+    ]
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return str(path)
+
+
+def tiny_config(tiny_model, tiny_dataset, out: Path, **kw):
+    """A FinetuneConfig for the tiny Llama: 4 steps on 32 samples, checkpoints every 2, fp32."""
+    from assistant.finetuning.config import FinetuneConfig
+
+    values = dict(
+        model=str(tiny_model),
+        dataset=tiny_dataset,
+        output_dir=out,
+        home=out.parent / "home",
+        eval_samples=8,
+        max_samples=32,
+        max_steps=4,
+        save_steps=2,
+        logging_steps=1,
+        learning_rate=1e-2,
+        stop_prompts=2,
+        sample_answers=2,
+        max_new_tokens=4,
+        precision="fp32",
+    )
+    return FinetuneConfig.from_preset("smollm2-135m", **{**values, **kw})
+
+
+def lora_b_norm(adapter_dir: Path) -> float:
+    """Sum of the LoRA B matrices' norms (0 for an untrained adapter: B starts at zero)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(adapter_dir / "adapter_model.safetensors")
+    return sum(float(t.norm()) for k, t in tensors.items() if "lora_B" in k)
+
+
+# A real browser against `streamlit run` -----------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_streamlit(home: Path, port: int, extra_env: dict | None = None) -> subprocess.Popen:
+    """`streamlit run ui/app.py` on 127.0.0.1:port; returns once /_stcore/health answers (or raises)."""
+    env = {**os.environ, "LLAMA_MD_HOME": str(home), **(extra_env or {})}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(REPO / "ui" / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+
+
+def ask_in_browser(url: str, question: str, source_pattern: str, screenshot: Path) -> str:
+    """Open the app, ask ``question``, wait for a source expander matching ``source_pattern``; returns page text."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url, timeout=120_000)
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.wait_for(timeout=300_000)
+        box.fill(question)
+        box.press("Enter")
+        page.get_by_text(re.compile(source_pattern)).first.wait_for(timeout=300_000)
+        page.get_by_test_id("stChatMessage").last.get_by_text(re.compile(source_pattern)).first.click()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(screenshot), full_page=True)
+        text = page.inner_text("body")
+        browser.close()
+    return text

@@ -14,7 +14,7 @@ from assistant.chat.answer import NO_SUPPORT, Assistant, select_sources
 from assistant.chat.prompts import compose
 from assistant.chat.safety import EMERGENCY_MESSAGE
 from assistant.config import load_settings
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 @dataclass

@@ -11,8 +11,7 @@ import sys
 import pytest
 
 from corpora import load_corpus
-from tests.conftest import REPO
-from tests.test_browser import CHROMIUM, ask_in_browser, free_port, start_streamlit
+from tests.helpers import CHROMIUM, REPO, ask_in_browser, free_port, start_streamlit
 
 QUESTION_FOR = {
     "pregnancy": "What should I eat during the third trimester?",

@@ -2,7 +2,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_doctor_reports_missing_data_with_a_fix(tmp_path):

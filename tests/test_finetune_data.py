@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import pytest
 
 from assistant.data import DatasetError
 from assistant.finetuning.dataprep import IGNORE_INDEX, DataPrepError, prepare_data, render_example
-
-SYMPTOMS = ["a cough", "a headache", "back pain", "a rash", "a sore throat", "dizziness", "nausea", "a fever"]
-
-
-def qa_rows(n: int = 40) -> list[dict]:
-    """Short, varied question/answer pairs (instruction schema, like ChatDoctor)."""
-    return [
-        {
-            "instruction": "If you are a doctor, please answer the medical questions based on the patient's description.",
-            "input": f"Doctor, I have had {SYMPTOMS[i % len(SYMPTOMS)]} for {i + 1} days. What should I do?",
-            "output": f"It may be a mild infection. Rest, drink fluids and see a doctor if it lasts over {i + 2} days.",
-        }
-        for i in range(n)
-    ]
-
-
-def write_jsonl(path, rows) -> str:
-    path.write_text("\n".join(json.dumps(r) for r in rows))
-    return str(path)
+from tests.helpers import qa_rows, write_jsonl
 
 
 def cfg(dataset, **kw):

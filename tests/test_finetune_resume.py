@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_finetune_training are parameters here)
 """Kill a real run midway with SIGTERM, resume it, and reach the same final step as an uninterrupted run;
 two CPU processes under accelerate (DDP, gloo)."""
 
@@ -15,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from assistant.finetuning.training import main
-from tests.test_finetune_training import tiny_config, tiny_dataset, tiny_model  # noqa: F401 (fixtures)
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, tiny_config
 
 
 def finetune_args(tiny_model, tiny_dataset, out: Path, *extra: str) -> list[str]:

@@ -13,67 +13,7 @@ from assistant.adapters import AdapterInfo
 from assistant.finetuning.config import FinetuneConfig
 from assistant.finetuning.report import REPORT_KEYS
 from assistant.finetuning.training import RunFolderError, TrainingDiverged, main
-from tests.test_finetune_data import qa_rows, write_jsonl
-
-
-@pytest.fixture(scope="session")
-def tiny_model(settings, tmp_path_factory) -> Path:
-    """A random tiny Llama saved with the bundled SmolLM2 tokenizer (the recipe of trl's tiny test models)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from assistant.models import load_tokenizer
-
-    tokenizer = load_tokenizer(None, settings)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory) -> str:
-    return write_jsonl(tmp_path_factory.mktemp("ft-data") / "qa.jsonl", qa_rows(40))
-
-
-def tiny_config(tiny_model, tiny_dataset, out: Path, **kw) -> FinetuneConfig:
-    values = dict(
-        model=str(tiny_model),
-        dataset=tiny_dataset,
-        output_dir=out,
-        home=out.parent / "home",
-        eval_samples=8,
-        max_samples=32,
-        max_steps=4,
-        save_steps=2,
-        logging_steps=1,
-        learning_rate=1e-2,
-        stop_prompts=2,
-        sample_answers=2,
-        max_new_tokens=4,
-        precision="fp32",
-    )
-    return FinetuneConfig.from_preset("smollm2-135m", **{**values, **kw})
-
-
-def lora_b_norm(adapter_dir: Path) -> float:
-    from safetensors.torch import load_file
-
-    tensors = load_file(adapter_dir / "adapter_model.safetensors")
-    return sum(float(t.norm()) for k, t in tensors.items() if "lora_B" in k)
+from tests.helpers import lora_b_norm, tiny_config
 
 
 def test_lora_run_writes_the_shared_adapter_format_and_learns(tiny_model, tiny_dataset, tmp_path):

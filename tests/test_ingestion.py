@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,16 +16,9 @@ from pathlib import Path
 import pytest
 
 from assistant.cli.ingest import IngestConfig, main
-from assistant.config import load_settings
 from assistant.rag.ingest import ingest_paths
 from assistant.rag.store import StoreError, open_collection
-from tests.pdfs import empty_pdf, pdf_bytes, topic_pages, write_pdf
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def make_settings(home: Path, **overrides):
-    return load_settings({"home": str(home), **overrides}, environ={})
+from tests.helpers import REPO, empty_pdf, free_port, make_settings, pdf_bytes, topic_pages, write_pdf
 
 
 def stored(settings) -> dict[str, dict]:
@@ -101,7 +95,10 @@ def test_chunks_carry_citation_metadata_and_fit_the_embedder(tmp_path):
             meta["file"] == "book.pdf" and meta["specialty"] == "pregnancy" and len(meta["file_sha256"]) == 64
         )
         assert meta["page_label"] == ("i" if meta["page"] == 1 else str(meta["page"] - 1))
-        assert f"page {meta['page']}:" in text or "Point" in text
+        # every line of page p names it ("Document 0 page p:", "trial 0-<p-1>-<line>"): the text is that page's
+        named = {int(n) + 1 for n in re.findall(r"trial 0-(\d+)-", text)}
+        named |= {int(n) for n in re.findall(r"Document 0 page (\d+):", text)}
+        assert named == {meta["page"]}, (meta["page"], text[:120])
         assert len(tokenizer.encode(text, add_special_tokens=False)) <= 120
 
 
@@ -200,12 +197,6 @@ def test_kill_9_mid_ingest_then_rerun_equals_one_clean_run(tmp_path):
     assert all(crashed_chunks[i]["file_sha256"] == clean_chunks[i]["file_sha256"] for i in clean_chunks)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ingest_and_retrieve_through_a_chroma_server(tmp_path):
     from assistant.rag.retrieve import Retriever
@@ -214,7 +205,7 @@ def test_ingest_and_retrieve_through_a_chroma_server(tmp_path):
     if not chroma.exists():
         chroma = shutil.which("chroma")
     assert chroma, "the chroma CLI ships with chromadb; reinstall the project"
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(chroma), "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assistant.rag.pdf import PdfError, clean_page, read_pdf, repeated_edge_lines
-from tests.pdfs import TOPICS, empty_pdf, pdf_bytes, topic_pages, write_pdf
+from tests.helpers import TOPICS, empty_pdf, pdf_bytes, topic_pages, write_pdf
 
 
 def test_clean_page_joins_hyphenated_breaks_and_collapses_whitespace():

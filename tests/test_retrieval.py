@@ -11,7 +11,7 @@ from assistant.config import load_settings
 from assistant.models import load_index_embedder
 from assistant.rag.ingest import ingest_paths
 from assistant.rag.retrieve import Hit, Retriever, one_per_page, reciprocal_rank_fusion, retrieve
-from tests.pdfs import TOPICS, topic_pages, write_pdf
+from tests.helpers import TOPICS, topic_pages, write_pdf
 
 
 @pytest.fixture(scope="module")
