@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # CPU torch by default (this wheel lies on disk here; elsewhere pip fetches it from PyPI).
-# On a CUDA machine: make setup TORCH=torch ; on ROCm: see README.
+# On a CUDA machine: make setup TORCH=torch ; on ROCm: see the README's Quickstart.
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 # Real data (datasets + corpora) is read from ../shared when present; override with LLAMA_MD_DATA_DIR=...
 export LLAMA_MD_DATA_DIR ?= $(if $(wildcard ../shared/corpora),$(abspath ../shared),)

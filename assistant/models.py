@@ -192,7 +192,7 @@ def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
 def default_dtype(device: str) -> str:
     """Inference weights dtype for ``device``: "bfloat16" on a CUDA GPU with bf16 or a CPU with AVX512-BF16 / AMX
     (oneDNN runs bf16 matmuls natively there: SmolLM2's 1,014-token prefill 1.78 s fp32 -> 0.86 s, decode
-    19.8 -> 25.5 tokens/s with the LoRA adapter, README chat latency), else "float32"."""
+    19.8 -> 25.5 tokens/s with the LoRA adapter; docs/results.md, chat latency), else "float32"."""
     import torch
 
     if device == "cuda":

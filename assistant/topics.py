@@ -114,7 +114,7 @@ class TopicReport:
     overridden: bool = False
 
     def to_json(self) -> dict:
-        """The ``topics.json`` document (read by :func:`assistant.config.picked_specialty` and shown in the README)."""
+        """The ``topics.json`` document (read by :func:`assistant.config.picked_specialty` ; its keys are listed in docs/results.md, topics)."""
         return {
             "topics": [t.to_json() for t in self.topics],
             "specialty_shares": self.specialty_shares,

@@ -1,7 +1,7 @@
 """One thread for the chat process's torch work: model loading, query embeddings and generation.
 
 Streaming needs ``generate`` off the caller's thread (the caller reads a ``TextIteratorStreamer``). Measured on
-this 2-core CPU with bf16 weights (README, chat latency): once a second Python thread has run torch work, decoding
+this 2-core CPU with bf16 weights (docs/results.md, chat latency): once a second Python thread has run torch work, decoding
 slows in every thread — 21.9-23.6 tokens/s with all work on one thread, 16.5-18.6 after loading and retrieval ran
 on another — and ``OMP_WAIT_POLICY`` / ``KMP_BLOCKTIME`` / ``GOMP_SPINCOUNT`` did not change it. So the chat keeps
 all of it on one long-lived worker: :func:`run` calls a function there and waits; :func:`submit` starts one and

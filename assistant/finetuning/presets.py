@@ -87,7 +87,7 @@ PRESETS: dict[str, Preset] = {
             sources={
                 "learning_rate": "5e-4, measured on ChatDoctor-5k (1,000 samples, 1 epoch, 200 held out): held-out "
                 "loss 2.483 -> 1.644 vs 1.778 at 2e-4, and 50/50 vs 49/50 held-out answers ending by themselves "
-                "(README, fine-tune)",
+                "(docs/results.md, fine-tuning)",
                 "max_seq_length": "ChatDoctor-5k rows render to <= 242 tokens with this template (measured)",
                 "batch_size": "8 x 1: a 135M model's activations at 512 tokens fit easily; more steps per epoch "
                 "on small data",

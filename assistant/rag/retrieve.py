@@ -9,11 +9,11 @@ Two modes over the same collection:
 
 In both modes the ranked chunks are then collapsed to one per page (the best-ranked chunk of each (file, page)):
 a citation names a page, so a second chunk of a cited page only takes the slot of another page. On the pregnancy
-page questions this raised hybrid recall@5 from 0.94 to 0.96 and MRR@5 from 0.74 to 0.76 (README, retrieval).
+page questions this raised hybrid recall@5 from 0.94 to 0.96 and MRR@5 from 0.74 to 0.76 (docs/results.md, ingest and retrieval).
 
 In both modes ``Hit.score`` is the cosine similarity between the query and the chunk embeddings (higher is
 better), so one threshold (``settings.min_score``) means the same whichever mode ranked the hits.
-``DEFAULT_MODE`` is the mode that won ``benchmarks/retrieval_bench.py`` (see the README).
+``DEFAULT_MODE`` is the mode that won ``benchmarks/retrieval_bench.py`` (docs/results.md).
 
     from assistant.rag.retrieve import Retriever
     r = Retriever.from_settings(settings)
@@ -34,9 +34,7 @@ from assistant.config import Settings
 logger = logging.getLogger(__name__)
 
 MODES = ("dense", "hybrid")
-DEFAULT_MODE = (
-    "hybrid"  # pregnancy page questions: see the README retrieval table (hybrid wins recall@5, MRR@5)
-)
+DEFAULT_MODE = "hybrid"  # pregnancy page questions: hybrid wins recall@1 and MRR@5 (docs/results.md)
 CANDIDATES = 30  # per retriever, before fusion
 RRF_K = 60
 
