@@ -15,7 +15,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup browser test test-fast demo doctor lint format lock clean
 
+# The red-flag classifier is trained once per training file into ~/.cache/llama-md/safety (minutes; then seconds).
 setup: $(STAMP)
+	$(PY) -m assistant safety train
 
 # Re-runs only when pyproject.toml or constraints.txt change: a second `make setup` takes seconds.
 $(STAMP): pyproject.toml constraints.txt

@@ -161,7 +161,8 @@ def test_quick_suite_smoke_run_through_the_answer_path(ui_home, data_dir, tmp_pa
     }
     assert sum(c.endswith("(answer path)") for c in retrieval[0]["columns"]) == 1
     safety = results["suites"]["safety"][0]
-    assert safety["metrics"]["sensitivity"]["held-out set"] > 0.5
+    assert safety["metrics"]["sensitivity"]["held-out test set"] > 0.9
+    assert safety["metrics"]["false_alarm_rate"]["held-out test set"] < 0.2
 
     text = path.read_text()
     assert "| metric | base | rag | ft | ft+rag |" in text

@@ -44,8 +44,16 @@ def test_compare_mode_gives_two_answers(app):
 def test_emergency_banner_comes_first(app):
     app.chat_input[0].set_value("I'm 34 weeks pregnant with a severe headache and blurry vision").run()
     message = app.chat_message[-1]
-    assert message.error[0].value.startswith("Red-flag symptoms")
-    assert "emergency" in message.markdown[0].value
+    assert message.error[0].value.startswith("**Possible pre-eclampsia.** This may be an emergency.")
+    assert message.markdown[0].value.startswith("This may be an emergency. Call your local emergency number")
+
+
+def test_a_crisis_gets_the_crisis_line_in_the_banner(app):
+    app.chat_input[0].set_value(
+        "everyone would be better off if I wasn't here, I've sorted out the pills"
+    ).run()
+    message = app.chat_message[-1]
+    assert "988" in message.error[0].value and "988" in message.markdown[0].value
 
 
 def test_upload_of_a_non_pdf_is_refused(app):

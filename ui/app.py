@@ -13,7 +13,7 @@ import streamlit as st
 from assistant.chat.answer import Assistant
 from assistant.chat.history import ChatHistory
 from assistant.chat.prompts import EmptyQuestionError
-from assistant.chat.safety import DISCLAIMER
+from assistant.chat.safety import DISCLAIMER, emergency_banner
 from assistant.chat.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
 from assistant.config import load_settings
 from assistant.errors import LlamaMdError, report_unexpected
@@ -135,7 +135,7 @@ def answer_into(container, stream) -> dict:
     """Stream one answer into ``container``; returns the assistant message to store."""
     with container:
         if stream.answer.emergency:
-            st.error("Red-flag symptoms detected: seek emergency care now.")
+            st.error(emergency_banner(stream.answer.screening), icon="🚨")
         text = st.write_stream(stream)
         answer = stream.answer
         sources = [vars(s) for s in answer.sources]

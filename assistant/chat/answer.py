@@ -1,6 +1,7 @@
 """The one answer path used by the Streamlit app, the CLI and the evaluation.
 
-safety screen -> retrieve -> compose (system prompt, numbered passages, trimmed history, question) ->
+safety screen of the recent user turns (rules + classifier, :mod:`assistant.chat.safety`) -> retrieve -> compose (system
+prompt, numbered passages, trimmed history, question) ->
 stream the generator -> pick the sources the answer relies on. :meth:`Assistant.ask` returns an
 :class:`AnswerStream`; reading it yields the notices, then the model's words, and fills its :class:`Answer`.
 
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from assistant import torch_thread
 from assistant.chat.generation import Generator
 from assistant.chat.prompts import compose
-from assistant.chat.safety import screen
+from assistant.chat.safety import screen_conversation
 from assistant.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,11 @@ class Answer:
     emergency: bool = False
     flags: list[str] = field(
         default_factory=list
-    )  # red flags matched, "no_support", "question_trimmed", "no_store"
+    )  # red-flag categories found, "no_support", "question_trimmed", "no_store"
+    screening: dict = field(
+        default_factory=dict
+    )  # the red-flag screen: stage, category, categories, probability
+    screen_ms: float = 0.0
     retrieval_ms: float = 0.0
     ttft_ms: float = 0.0
     tokens_per_s: float = 0.0
@@ -270,8 +275,17 @@ class Assistant:
             model=gen.base_model,
             adapter=str(gen.adapter_dir) if gen.adapter_dir and use_adapter else None,
         )
-        safety = screen(question)
-        answer.emergency, answer.flags = safety.emergency, list(safety.flags)
+        started = time.perf_counter()
+        turns = [m.get("content", "") for m in history if m.get("role") == "user"] + [question]
+        safety = screen_conversation(turns, s)
+        answer.screen_ms = (time.perf_counter() - started) * 1000
+        answer.emergency, answer.flags = safety.emergency, list(safety.categories)
+        answer.screening = {
+            "stage": safety.stage,
+            "category": safety.category,
+            "categories": list(safety.categories),
+            "probability": round(safety.probability, 4),
+        }
         comp, hits, answer.retrieval_ms = self.compose_turn(
             question, history, use_rag=use_rag, top_k=top_k, max_new_tokens=max_new_tokens
         )
@@ -304,7 +318,7 @@ class Assistant:
             stats = generation.stats
             answer.text = "".join(generated).strip()
             answer.sources = select_sources(answer.text, comp.passages, s.min_score)
-            answer.ttft_ms = stats.ttft_s * 1000 + answer.retrieval_ms
+            answer.ttft_ms = stats.ttft_s * 1000 + answer.retrieval_ms + answer.screen_ms
             answer.tokens_per_s, answer.new_tokens, answer.stopped = (
                 stats.tokens_per_s,
                 stats.new_tokens,

@@ -7,6 +7,7 @@
     llama-md search "iron supplements in pregnancy" --top-k 5
     llama-md chat "What should I eat during the third trimester?"
     llama-md evaluate --suite quick
+    llama-md safety eval                              # red-flag screen on its held-out test set
     llama-md demo                                     # doctor -> topics -> ingest -> fine-tune -> chat
     llama-md ui                                       # the chat on http://localhost:8501
 
@@ -40,6 +41,7 @@ COMMANDS = {
     "search": "assistant.cli.search",
     "chat": "assistant.cli.chat",
     "evaluate": "assistant.cli.evaluate",
+    "safety": "assistant.cli.safety",
     "demo": "assistant.cli.demo",
     "ui": "assistant.cli.ui",
 }

@@ -18,7 +18,17 @@ from pathlib import Path
 from assistant.config import ConfigError, Settings, load_settings
 
 #: The keys of each ``--json`` line.
-JSON_KEYS = ("question", "answer", "sources", "emergency", "ttft_ms", "tokens_per_s", "flags", "adapter")
+JSON_KEYS = (
+    "question",
+    "answer",
+    "sources",
+    "emergency",
+    "screening",
+    "ttft_ms",
+    "tokens_per_s",
+    "flags",
+    "adapter",
+)
 
 
 @dataclass

@@ -89,8 +89,9 @@ SETS: dict[str, SetInfo] = {
         SetInfo(
             "red_flags",
             "Red-flag messages",
-            "assistant/evaluation/data/red_flags.jsonl + red_flags_heldout.jsonl (in the package)",
-            "emergency / benign messages written for this project (rules written against the first set)",
+            "assistant/evaluation/data/red_flags_test.jsonl + red_flags.jsonl + red_flags_heldout.jsonl",
+            "emergency / routine messages written for this project; the test set before the classifier was "
+            "trained, by a pass that never saw its training messages",
             "project files",
         ),
     )
