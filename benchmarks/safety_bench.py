@@ -16,8 +16,7 @@ import json
 from pathlib import Path
 
 from assistant.chat.safety import load_screener
-from assistant.chat.safety.classifier import TEST_FILE
-from assistant.evaluation.safety_suite import evaluate_screen, format_report, write_confusion_png
+from assistant.evaluation.safety_suite import TEST_FILE, evaluate_screen, format_report, write_confusion_png
 from benchmarks.baselines import regex_screen_v1
 
 

@@ -141,6 +141,7 @@ def test_chat_cli_json(ui_home):
             "0",
             "Should newborns be breastfed?",
             "   ",
+            "my 5 week old is burning up, floppy and won't feed",
         ],
         capture_output=True,
         text=True,
@@ -150,7 +151,11 @@ def test_chat_cli_json(ui_home):
     )
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
-    assert len(rows) == 1 and rows[0]["question"] == "Should newborns be breastfed?"
+    assert (
+        len(rows) == 2 and rows[0]["question"] == "Should newborns be breastfed?" and not rows[0]["emergency"]
+    )
+    assert rows[1]["emergency"] and rows[1]["screening"]["stage"] in ("rules", "classifier", "both")
+    assert rows[1]["answer"].startswith("This may be an emergency. Call your local emergency number")
     assert rows[0]["sources"][0]["file"] == "nutrition_guide.pdf" and rows[0]["sources"][0]["page"] == 2
     assert set(rows[0]) >= {"answer", "emergency", "ttft_ms", "tokens_per_s"}
     assert "adapter:" in out.stderr and "The question is empty" in out.stderr

@@ -118,7 +118,7 @@ def train_finetuned(
     names = [ROUTINE] + sorted({lab for lab in labels if lab != ROUTINE})
     index = {n: i for i, n in enumerate(names)}
     y = torch.tensor([index[lab] for lab in labels])
-    dim = model.get_sentence_embedding_dimension()
+    dim = model.get_embedding_dimension()
     head = torch.nn.Linear(dim, len(names))
     clf = FinetunedClassifier(model, head, names)
     steps = epochs * math.ceil(len(texts) / BATCH_SIZE)
