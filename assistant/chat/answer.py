@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from assistant import torch_thread
 from assistant.chat.generation import Generator
 from assistant.chat.prompts import compose
-from assistant.chat.safety import screen_conversation
+from assistant.chat.safety import load_screener, screen_conversation
 from assistant.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ class Assistant:
     @classmethod
     def _load(cls, settings: Settings, adapter, use_rag: bool) -> Assistant:
         generator = Generator.from_settings(settings, adapter)
+        load_screener(settings)  # the red-flag classifier loads with the models, not on the first question
         retriever, store_error = None, ""
         if use_rag:
             from assistant.rag.retrieve import Retriever
