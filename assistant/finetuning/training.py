@@ -18,6 +18,7 @@ from pathlib import Path
 from assistant.adapters import AdapterInfo
 from assistant.config import EMBEDDED_GENERATOR, load_settings
 from assistant.errors import LlamaMdError
+from assistant.finetuning.checkpoints import RunFolderError, find_resumable_checkpoint
 from assistant.finetuning.config import FinetuneConfig
 from assistant.finetuning.dataprep import prepare_data
 from assistant.finetuning.evaluation import generate_answers, stop_rate, stop_token_ids
@@ -39,10 +40,6 @@ CHECKPOINTS = "checkpoints"
 BEFORE_FILE = "before.json"
 
 
-class RunFolderError(LlamaMdError, ValueError):
-    """The output folder holds another run (or nothing to resume); the message says which flag to use."""
-
-
 class TrainingInterrupted(LlamaMdError, RuntimeError):
     """SIGINT / SIGTERM stopped training after a checkpoint was saved; ``signum`` is the signal.
 
@@ -60,26 +57,32 @@ class TrainingDiverged(LlamaMdError, RuntimeError):
 
 
 def prepare_run_dir(cfg: FinetuneConfig) -> Path | None:
-    """Create ``cfg.output_dir``; return the checkpoint to resume from (or None).
+    """Create ``cfg.output_dir``; return the checkpoint to resume from (or None to start afresh).
+
+    With ``--resume`` the newest *complete* checkpoint is chosen (see :mod:`assistant.finetuning.checkpoints`);
+    incomplete newer ones are logged and left in place. With none complete, ``--resume --overwrite`` starts
+    afresh and ``--resume`` alone stops.
 
     Raises:
         RunFolderError: the folder holds a run and neither --resume nor --overwrite was given, or --resume
-            finds no checkpoint.
+            finds no complete checkpoint and --overwrite was not given.
     """
     run_dir = cfg.output_dir
     holds_run = run_dir.is_dir() and any(
         (run_dir / name).exists() for name in ("config.json", CHECKPOINTS, "adapter", "report.json")
     )
     if cfg.resume:
-        checkpoints = sorted(
-            (run_dir / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-        )
-        if not checkpoints:
+        checkpoint, skipped = find_resumable_checkpoint(run_dir / CHECKPOINTS)
+        if checkpoint is not None:
+            return checkpoint
+        found = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped) or "no checkpoint-<step> folder"
+        if not cfg.overwrite:
             raise RunFolderError(
-                f"--resume: no checkpoint in {run_dir / CHECKPOINTS}. Fix: point --output-dir at the folder of "
-                "the interrupted run, or drop --resume to start afresh."
+                f"--resume: no complete checkpoint in {run_dir / CHECKPOINTS} (found: {found}). Fix: add "
+                "--overwrite to start this run afresh, point --output-dir at the folder of the interrupted run, "
+                "or drop --resume."
             )
-        return checkpoints[-1]
+        logger.warning("--resume --overwrite: no complete checkpoint (%s); starting afresh", found)
     if holds_run and not cfg.overwrite:
         raise RunFolderError(
             f"{run_dir} already holds a run (config.json / checkpoints / adapter). Fix: --resume to continue it, "
