@@ -322,6 +322,9 @@ def main(cfg: FinetuneConfig) -> dict:
         "nan_skipped_at": guard.skipped_at,
         "rollbacks": guard.rollbacks,
         "rollback_at": guard.rollback_at,
+        "rolled_back_steps": guard.rolled_back_steps,  # steps undone by rollbacks, good ones included
+        "applied_steps": guard.applied_steps,  # optimizer updates the saved weights hold
+        "fp16_overflow_skipped_steps": guard.scaler_skipped_steps,  # GradScaler's own skips, not NaN events
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "train_wall_seconds": train_wall_s,
         "seconds": time.perf_counter() - started,
