@@ -189,6 +189,9 @@ def test_persistent_nan_stops_after_max_rollbacks_and_keeps_the_last_good_adapte
     weights = load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
     assert lora_b_norm(tmp_path / "run" / "adapter") > 0  # steps 1-2 were good and are kept
+    from assistant.adapters import run_problem
+
+    assert "report says diverged" in run_problem(tmp_path / "run" / "adapter")  # adapter="auto" skips it
 
 
 def test_freeze_ratio_puts_lora_only_on_the_last_layers(tiny_model, tiny_dataset, tmp_path):

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from assistant.adapters import AdapterInfo
+from assistant.adapters import REPORT_FILE, AdapterInfo
 from assistant.config import EMBEDDED_GENERATOR, load_settings
 from assistant.errors import LlamaMdError
 from assistant.finetuning.checkpoints import RunFolderError, find_resumable_checkpoint
@@ -284,6 +284,10 @@ def main(cfg: FinetuneConfig) -> dict:
         tokenizer.save_pretrained(adapter_dir)
         info.save(adapter_dir)
     if guard.stop_reason:
+        if main_process:  # the chat's adapter="auto" reads this and skips the run
+            (run_dir / REPORT_FILE).write_text(
+                json.dumps({"status": "diverged", "stop_reason": guard.stop_reason, **guard.state_dict()})
+            )
         raise TrainingDiverged(f"{guard.stop_reason} Last good adapter saved in {adapter_dir}.")
 
     eval_after = trainer.evaluate()["eval_loss"] if len(data.eval) else None
@@ -296,6 +300,7 @@ def main(cfg: FinetuneConfig) -> dict:
 
     real_tokens = trainer.real_tokens
     report = {
+        "status": "completed",  # adapter="auto" serves only completed runs that pass select_adapter's checks
         "preset": cfg.preset,
         "base_model": cfg.model,
         "dataset": cfg.dataset,
