@@ -47,6 +47,7 @@ def test_auto_skips_diverged_truncated_and_foreign_runs_and_serves_the_previous_
     assert "run-4-llama" in notices[0] and "meta-llama/Llama-3.2-1B-Instruct" in notices[0]
     assert "run-3-truncated" in notices[1] and "adapter_model.safetensors is truncated" in notices[1]
     assert "run-2-diverged" in notices[2] and "diverged: NaN after rollbacks" in notices[2]
+    assert set(notices) <= set(bot.describe().hints)  # the UI shows them (st.info), the CLI logs them
     answer = bot.generator.stream([{"role": "user", "content": "Is a mild fever normal?"}], max_new_tokens=4)
     assert answer.text()  # the chat answers through the previous good adapter
 

@@ -3,6 +3,7 @@ two CPU processes under accelerate (DDP, gloo)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.finetuning.checkpoints import RunFolderError
+from assistant.finetuning.checkpoints import CheckpointWriteError, RunFolderError
 from assistant.finetuning.training import main, prepare_run_dir
 from tests.helpers import REPO, tiny_config
 
@@ -119,6 +120,28 @@ def test_resume_without_a_complete_checkpoint_names_the_folder_and_the_fix(
 
     assert prepare_run_dir(tiny_config(tiny_model, tiny_dataset, out, resume=True, overwrite=True)) is None
     assert out.is_dir() and not (out / "checkpoints").exists()  # started afresh
+
+
+def test_a_full_disk_during_a_save_names_the_file_and_keeps_the_last_complete_checkpoint(
+    tiny_model, tiny_dataset, tmp_path, monkeypatch
+):
+    from assistant.finetuning.trainer import GuardedSFTTrainer
+
+    save = GuardedSFTTrainer._save_checkpoint
+
+    def save_until_full(self, *args, **kwargs):
+        if self.state.global_step >= 4:
+            path = str(Path(self.args.output_dir) / "checkpoint-4" / "optimizer.pt")
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(GuardedSFTTrainer, "_save_checkpoint", save_until_full)
+    out = tmp_path / "run"
+    with pytest.raises(CheckpointWriteError) as err:
+        main(tiny_config(tiny_model, tiny_dataset, out, stop_prompts=0, sample_answers=0))
+    text = str(err.value)
+    assert "checkpoint-4/optimizer.pt" in text and "No space left on device" in text and "--resume" in text
+    assert f"{out / 'checkpoints' / 'checkpoint-2'}, is intact" in text
 
 
 @pytest.mark.slow

@@ -32,6 +32,10 @@ class RunFolderError(LlamaMdError, ValueError):
     """The output folder holds another run (or nothing to resume); the message says which flag to use."""
 
 
+class CheckpointWriteError(LlamaMdError, OSError):
+    """Training could not write to the run folder (disk full, quota, permissions); resume once fixed."""
+
+
 @dataclass
 class SkippedCheckpoint:
     """A checkpoint ``--resume`` passed over: its folder and why."""
@@ -106,3 +110,15 @@ def find_resumable_checkpoint(checkpoints_dir: Path) -> tuple[Path | None, list[
         logger.warning("--resume: skipping %s: %s", path, problem)
         skipped.append(SkippedCheckpoint(path, problem))
     return None, skipped
+
+
+def write_failure(exc: OSError, checkpoints_dir: Path, step: int) -> CheckpointWriteError:
+    """The error to raise when writing a checkpoint (or a log) failed: the file, the last complete checkpoint
+    (left as it was: a failed save only ever touches the newer folder it was writing) and the fix."""
+    target = exc.filename or checkpoints_dir
+    last, _ = find_resumable_checkpoint(checkpoints_dir)
+    kept = f"the last complete checkpoint, {last}, is intact" if last else "no checkpoint is complete yet"
+    return CheckpointWriteError(
+        f"Could not write {target} at step {step}: {exc.strerror or exc}; {kept}. Fix: free disk space (or use an "
+        "--output-dir on a disk with room), then re-run the same command with --resume."
+    )

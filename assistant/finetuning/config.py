@@ -126,7 +126,7 @@ class FinetuneConfig:
     overwrite: bool = False
     """Replace an existing run in output_dir; with resume: start afresh only when no checkpoint is complete."""
     nan_patience: int = 3
-    """Consecutive non-finite steps before rolling back to the last good checkpoint (K)."""
+    """Consecutive non-finite steps before rolling back to the last good snapshot (K): weights, optimizer, scheduler."""
     max_rollbacks: int = 3
     """Rollbacks before the run stops with an error (M)."""
     inject_nan_steps: list[int] = field(default_factory=list)

@@ -18,7 +18,7 @@ from pathlib import Path
 from assistant.adapters import REPORT_FILE, AdapterInfo
 from assistant.config import EMBEDDED_GENERATOR, load_settings
 from assistant.errors import LlamaMdError
-from assistant.finetuning.checkpoints import RunFolderError, find_resumable_checkpoint
+from assistant.finetuning.checkpoints import RunFolderError, find_resumable_checkpoint, write_failure
 from assistant.finetuning.config import FinetuneConfig
 from assistant.finetuning.dataprep import prepare_data
 from assistant.finetuning.evaluation import generate_answers, stop_rate, stop_token_ids
@@ -162,6 +162,8 @@ def main(cfg: FinetuneConfig) -> dict:
         DatasetError, DataPrepError: unreadable data, unknown schema, nothing left, or the end-of-turn token
             would carry no loss.
         TrainingInterrupted: SIGINT / SIGTERM; a checkpoint was saved (resume with --resume).
+        CheckpointWriteError: a checkpoint could not be written (disk full); names the file, the last complete
+            checkpoint and --resume.
         TrainingDiverged: non-finite steps after --max-rollbacks rollbacks; the last good adapter was saved.
     """
     import torch
@@ -258,7 +260,10 @@ def main(cfg: FinetuneConfig) -> dict:
         guard.load(resume_from)
         logger.info("Resuming from %s", resume_from)
     train_started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except OSError as exc:  # disk full or quota during a save: one line naming the file and the fix
+        raise write_failure(exc, run_dir / CHECKPOINTS, trainer.state.global_step) from exc
     train_wall_s = time.perf_counter() - train_started
     if signals.received is not None:
         raise TrainingInterrupted(
