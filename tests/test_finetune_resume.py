@@ -89,6 +89,7 @@ def test_resume_skips_an_incomplete_newest_checkpoint_and_reaches_the_same_step(
         )
     assert f"skipping {checkpoints / 'checkpoint-4'}: trainer_state.json is missing" in caplog.text
     assert f"Resuming from {checkpoints / 'checkpoint-2'}" in caplog.text
+    assert "checkpoint-5-old is not a checkpoint-<step> folder and is ignored" in caplog.text
     assert resumed["global_step"] == uninterrupted["global_step"] == 4
     assert (checkpoints / "checkpoint-4" / "trainer_state.json").is_file()  # saved again, complete
 

@@ -103,6 +103,14 @@ def find_resumable_checkpoint(checkpoints_dir: Path) -> tuple[Path | None, list[
         ``(checkpoint or None, skipped)``; each skipped one is also logged as a warning with its reason.
     """
     skipped: list[SkippedCheckpoint] = []
+    steps = {path for _, path in checkpoint_steps(checkpoints_dir)}
+    for stray in sorted(set(Path(checkpoints_dir).glob("checkpoint-*")) - steps):
+        logger.warning(
+            "--resume: %s is not a checkpoint-<step> folder and is ignored; move it out of %s to keep it "
+            "(Hugging Face's save_total_limit rotation may count it as a checkpoint and delete it)",
+            stray.name,
+            checkpoints_dir,
+        )
     for _, path in checkpoint_steps(checkpoints_dir):
         problem = checkpoint_problem(path)
         if problem is None:
