@@ -166,6 +166,9 @@ def make_adapter(settings, run_name: str = "smollm2-135m-test") -> Path:
         ["<|im_end|>"],
         512,
     ).save(adapter_dir)
+    (adapter_dir.parent / "report.json").write_text(
+        '{"status": "completed"}'
+    )  # a finished run, as chat wants
     return adapter_dir
 
 

@@ -51,11 +51,9 @@ def test_list_presets_prints_every_preset_with_its_source():
 
 def test_config_collects_every_problem_with_the_flag_to_change():
     with pytest.raises(FinetuneConfigError) as err:
-        FinetuneConfig.from_preset(
-            "smollm2-135m", freeze_ratio=1.5, r=0, precision="fp8", resume=True, overwrite=True
-        )
+        FinetuneConfig.from_preset("smollm2-135m", freeze_ratio=1.5, r=0, precision="fp8", save_steps=0)
     text = str(err.value)
-    assert "--freeze-ratio" in text and "--r" in text and "--precision" in text and "--resume" in text
+    assert "--freeze-ratio" in text and "--r" in text and "--precision" in text and "--save-steps" in text
 
 
 def test_cli_flags_are_kebab_case_and_reach_the_config(tmp_path):

@@ -3,6 +3,7 @@ two CPU processes under accelerate (DDP, gloo)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.finetuning.training import main
+from assistant.finetuning.checkpoints import CheckpointWriteError, RunFolderError
+from assistant.finetuning.training import main, prepare_run_dir
 from tests.helpers import REPO, tiny_config
 
 
@@ -69,6 +71,78 @@ def test_sigterm_checkpoints_and_resume_reaches_the_uninterrupted_step_count(
         )
     )
     assert report["global_step"] == uninterrupted["global_step"] == 12
+
+
+def test_resume_skips_an_incomplete_newest_checkpoint_and_reaches_the_same_step(
+    tiny_model, tiny_dataset, tmp_path, caplog
+):
+    out = tmp_path / "run"
+    uninterrupted = main(tiny_config(tiny_model, tiny_dataset, out, stop_prompts=0, sample_answers=0))
+    checkpoints = out / "checkpoints"
+    (checkpoints / "checkpoint-4" / "trainer_state.json").unlink()  # a save killed before its last file
+    (checkpoints / "checkpoint-5-old").mkdir()  # a stray folder must not break the sort
+    (checkpoints / "checkpoint-5-old" / "note.txt").write_text("kept by hand")
+
+    with caplog.at_level("INFO"):
+        resumed = main(
+            tiny_config(tiny_model, tiny_dataset, out, stop_prompts=0, sample_answers=0, resume=True)
+        )
+    assert f"skipping {checkpoints / 'checkpoint-4'}: trainer_state.json is missing" in caplog.text
+    assert f"Resuming from {checkpoints / 'checkpoint-2'}" in caplog.text
+    assert "checkpoint-5-old is not a checkpoint-<step> folder and is ignored" in caplog.text
+    assert resumed["global_step"] == uninterrupted["global_step"] == 4
+    assert (checkpoints / "checkpoint-4" / "trainer_state.json").is_file()  # saved again, complete
+
+
+def _write_incomplete_checkpoints(checkpoints: Path) -> None:
+    for step in (2, 4):
+        folder = checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        (folder / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")  # truncated
+    (checkpoints / "checkpoint-4" / "adapter_model.safetensors").unlink()
+
+
+def test_resume_without_a_complete_checkpoint_names_the_folder_and_the_fix(
+    tiny_model, tiny_dataset, tmp_path
+):
+    out = tmp_path / "run"
+    _write_incomplete_checkpoints(out / "checkpoints")
+    cfg = tiny_config(tiny_model, tiny_dataset, out, resume=True)
+    with pytest.raises(RunFolderError) as err:
+        prepare_run_dir(cfg)
+    text = str(err.value)
+    assert str(out / "checkpoints") in text and "--overwrite" in text
+    assert (
+        "checkpoint-4: no weights file" in text
+        and "checkpoint-2: adapter_model.safetensors is truncated" in text
+    )
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()  # nothing removed without --overwrite
+
+    assert prepare_run_dir(tiny_config(tiny_model, tiny_dataset, out, resume=True, overwrite=True)) is None
+    assert out.is_dir() and not (out / "checkpoints").exists()  # started afresh
+
+
+def test_a_full_disk_during_a_save_names_the_file_and_keeps_the_last_complete_checkpoint(
+    tiny_model, tiny_dataset, tmp_path, monkeypatch
+):
+    from assistant.finetuning.trainer import GuardedSFTTrainer
+
+    save = GuardedSFTTrainer._save_checkpoint
+
+    def save_until_full(self, *args, **kwargs):
+        if self.state.global_step >= 4:
+            path = str(Path(self.args.output_dir) / "checkpoint-4" / "optimizer.pt")
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(GuardedSFTTrainer, "_save_checkpoint", save_until_full)
+    out = tmp_path / "run"
+    with pytest.raises(CheckpointWriteError) as err:
+        main(tiny_config(tiny_model, tiny_dataset, out, stop_prompts=0, sample_answers=0))
+    text = str(err.value)
+    assert "checkpoint-4/optimizer.pt" in text and "No space left on device" in text and "--resume" in text
+    assert f"{out / 'checkpoints' / 'checkpoint-2'}, is intact" in text
 
 
 @pytest.mark.slow

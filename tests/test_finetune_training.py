@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -85,11 +86,85 @@ def test_injected_nan_steps_are_skipped_rolled_back_and_the_adapter_stays_finite
     assert report["nan_skipped_steps"] == 4 and report["nan_skipped_at"] == [3, 5, 6, 7]
     assert report["rollbacks"] == 1 and report["rollback_at"] == [7]
     assert report["global_step"] == 8
+    # steps 5-7 were undone (back to the checkpoint of step 4); the weights hold steps 1, 2, 4 and 8
+    assert report["rolled_back_steps"] == 3 and report["applied_steps"] == 4
     from safetensors.torch import load_file
 
     weights = load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
     assert lora_b_norm(tmp_path / "run" / "adapter") > 0
+
+
+def _guard_step(guard, model, optimizer, scheduler, state, *, nan: bool = False, fp16: bool = False):
+    """One optimizer step as the Trainer runs it, with the guard's callbacks in the Trainer's order."""
+    from transformers import TrainerControl
+
+    args, control = SimpleNamespace(fp16=fp16), TrainerControl()
+    loss = model(torch.ones(2, 4)).pow(2).mean()
+    if nan:
+        loss = loss * float("nan")
+    elif fp16:
+        loss = loss * 1e39  # finite loss in fp32, overflowing gradients
+    loss.backward()
+    guard.observe_loss(loss if not fp16 else loss.detach().clamp(max=1.0))
+    guard.on_pre_optimizer_step(args, state, control, model=model, lr_scheduler=scheduler)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+    state.global_step += 1
+    guard.on_step_end(args, state, control, model=model, optimizer=optimizer, lr_scheduler=scheduler)
+    return control
+
+
+def test_rollback_restores_weights_optimizer_and_scheduler_state_then_lowers_the_rate(tmp_path):
+    from assistant.finetuning.guards import NanGuard
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    state = SimpleNamespace(global_step=0)
+    guard = NanGuard(patience=2, max_rollbacks=3)
+    guard.on_train_begin(None, state, None, model=model, optimizer=optimizer, lr_scheduler=scheduler)
+    for _ in range(2):
+        _guard_step(guard, model, optimizer, scheduler, state)
+    save_args = SimpleNamespace(output_dir=str(tmp_path), process_index=0)
+    guard.on_save(save_args, state, None, model=model, optimizer=optimizer, lr_scheduler=scheduler)
+    snap = guard.snapshot
+    assert snap.step == 2 and snap.optimizer["state"]  # Adam's moments are in the snapshot
+    _guard_step(guard, model, optimizer, scheduler, state)  # a good step after the snapshot
+    _guard_step(guard, model, optimizer, scheduler, state, nan=True)
+    assert scheduler.last_epoch == 3  # a skipped step does not advance the schedule
+    _guard_step(guard, model, optimizer, scheduler, state, nan=True)  # second in a row: rollback
+
+    assert guard.rollbacks == 1 and guard.rolled_back_steps == 3 and guard.applied_steps == 2
+    for name, param in model.named_parameters():
+        assert torch.equal(param.detach(), snap.weights[name])
+    restored = optimizer.state_dict()
+    for key, moments in snap.optimizer["state"].items():
+        for name, value in moments.items():
+            assert torch.equal(restored["state"][key][name], value), name
+    assert scheduler.last_epoch == snap.scheduler["last_epoch"] == 2
+    assert scheduler.base_lrs == [lr * 0.5 for lr in snap.scheduler["base_lrs"]]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(snap.scheduler["_last_lr"][0] * 0.5)
+    _guard_step(guard, model, optimizer, scheduler, state)  # training goes on from there
+    assert all(torch.isfinite(p).all() for p in model.parameters()) and guard.applied_steps == 3
+
+
+def test_fp16_grad_scaler_overflows_are_not_nan_events():
+    from assistant.finetuning.guards import NanGuard
+
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    guard = NanGuard(patience=1, max_rollbacks=0)
+    state = SimpleNamespace(global_step=0)
+    guard.on_train_begin(None, state, None, model=model, optimizer=optimizer, lr_scheduler=scheduler)
+    with torch.no_grad():
+        model.weight.mul_(1e30)
+    control = _guard_step(guard, model, optimizer, scheduler, state, fp16=True)
+    assert guard.scaler_skipped_steps == 1
+    assert guard.skipped_steps == 0 and guard.rollbacks == 0 and not control.should_training_stop
 
 
 def test_persistent_nan_stops_after_max_rollbacks_and_keeps_the_last_good_adapter(
@@ -114,6 +189,9 @@ def test_persistent_nan_stops_after_max_rollbacks_and_keeps_the_last_good_adapte
     weights = load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
     assert lora_b_norm(tmp_path / "run" / "adapter") > 0  # steps 1-2 were good and are kept
+    from assistant.adapters import run_problem
+
+    assert "report says diverged" in run_problem(tmp_path / "run" / "adapter")  # adapter="auto" skips it
 
 
 def test_freeze_ratio_puts_lora_only_on_the_last_layers(tiny_model, tiny_dataset, tmp_path):

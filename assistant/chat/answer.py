@@ -238,6 +238,7 @@ class Assistant:
         except CorpusError:
             pass
         hints = [self.store_error] if self.store_error else []
+        hints += getattr(gen, "notices", [])  # fine-tune runs adapter="auto" skipped, and why
         if gen.adapter_dir is None:
             hints.append("No fine-tuned adapter: train one with `python -m finetune --preset smollm2-135m`.")
         return Description(

@@ -19,7 +19,7 @@ from assistant.adapters import (
     AdapterError,
     AdapterInfo,
     check_base_model,
-    latest_adapter,
+    select_adapter,
 )
 from assistant.config import EMBEDDED_GENERATOR, Settings
 from assistant.models import load_generator, repetition_penalty_processors, resolve_model_id
@@ -76,6 +76,9 @@ class Generator:
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.base_model, self.adapter_dir, self.info = base_model, adapter_dir, info
+        self.notices: list[
+            str
+        ] = []  # runs adapter="auto" skipped, with the reason, for the front-ends to show
         if info is not None and info.chat_template:
             tokenizer.chat_template = info.chat_template
         stops = list(info.stop_tokens) if info else []
@@ -102,16 +105,21 @@ class Generator:
         """Load the generator of ``settings`` with an adapter.
 
         Args:
-            adapter: "auto" = the newest run in ``settings.runs_dir`` if any, a run or adapter folder, or None.
+            adapter: "auto" = the newest run in ``settings.runs_dir`` that completed and passed its checks
+                (:func:`~assistant.adapters.select_adapter`; runs skipped are named in ``notices``, and with
+                none the base model is served), a run or adapter folder (served as given), or None.
 
         Raises:
             AdapterError: the adapter is malformed or was trained on another base model (both named).
             ModelUnavailableError: the base weights can't be loaded.
         """
         base = resolve_model_id(settings.generator_model, EMBEDDED_GENERATOR)
-        adapter_dir = (
-            latest_adapter(settings.runs_dir) if adapter == "auto" else (Path(adapter) if adapter else None)
-        )
+        notices: list[str] = []
+        if adapter == "auto":
+            choice = select_adapter(settings.runs_dir, base)
+            adapter_dir, notices = choice.adapter_dir, choice.notices
+        else:
+            adapter_dir = Path(adapter) if adapter else None
         if adapter_dir is not None and (adapter_dir / "adapter").is_dir():
             adapter_dir = adapter_dir / "adapter"  # a run folder was given
         info = AdapterInfo.load(adapter_dir) if adapter_dir is not None else None
@@ -131,7 +139,9 @@ class Generator:
                         f"Could not apply adapter {adapter_dir}: {exc}. Fix: re-run the fine-tune."
                     ) from exc
         logger.info("Generator %s%s", base, f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)")
-        return cls(model, tokenizer, base_model=base, adapter_dir=adapter_dir, info=info)
+        generator = cls(model, tokenizer, base_model=base, adapter_dir=adapter_dir, info=info)
+        generator.notices = notices
+        return generator
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

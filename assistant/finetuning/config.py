@@ -122,11 +122,11 @@ class FinetuneConfig:
     logging_steps: int = 5
     """Log loss, learning rate and tokens/s every this many steps."""
     resume: bool = False
-    """Continue from the newest checkpoint in output_dir."""
+    """Continue from the newest complete checkpoint in output_dir (incomplete ones are skipped and logged)."""
     overwrite: bool = False
-    """Replace an existing run in output_dir."""
+    """Replace an existing run in output_dir; with resume: start afresh only when no checkpoint is complete."""
     nan_patience: int = 3
-    """Consecutive non-finite steps before rolling back to the last good checkpoint (K)."""
+    """Consecutive non-finite steps before rolling back to the last good snapshot (K): weights, optimizer, scheduler."""
     max_rollbacks: int = 3
     """Rollbacks before the run stops with an error (M)."""
     inject_nan_steps: list[int] = field(default_factory=list)
@@ -178,8 +178,6 @@ class FinetuneConfig:
             problems.append(f"--learning-rate must be > 0, got {self.learning_rate}")
         if self.full and self.quantization:
             problems.append("--full cannot train quantized weights; drop --quantization or --full")
-        if self.resume and self.overwrite:
-            problems.append("--resume and --overwrite exclude each other; pick one")
         if self.save_steps <= 0 or self.logging_steps <= 0:
             problems.append("--save-steps and --logging-steps must be > 0")
         if self.nan_patience <= 0 or self.max_rollbacks < 0:

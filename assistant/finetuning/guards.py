@@ -2,13 +2,20 @@
 
 :class:`NanGuard` (a ``transformers.TrainerCallback``; the trainer reports each micro-batch loss to it):
 
-* before every optimizer step, a non-finite loss in any micro-batch of the step or a non-finite gradient norm
-  drops that step's gradients, so the optimizer skips it (counted in ``skipped_steps``);
-* after ``patience`` (K) consecutive bad steps it rolls back: the trainable weights return to the last
-  checkpoint saved after a good step (kept in memory: LoRA weights are a few MB), the optimizer's moments are
-  cleared and the learning rate is halved;
-* after ``max_rollbacks`` (M) rollbacks it stops the run (``stop_reason`` says why); the caller then saves the
-  last good weights and exits with an error.
+* before every optimizer step, a non-finite loss in any micro-batch of the step or a non-finite gradient drops
+  that step's gradients, so the optimizer skips it, and the learning-rate scheduler's advance for that step is
+  undone (counted in ``skipped_steps``). In fp16, a non-finite gradient under a finite loss is the GradScaler's
+  ordinary overflow: the scaler skips that step and lowers its scale itself, and it is not a NaN event;
+* a :class:`Snapshot` (trainable weights, optimizer state, scheduler state, step) is taken when training starts
+  and at every checkpoint saved after a good step (in CPU memory: LoRA weights and their Adam moments are a few
+  MB);
+* after ``patience`` (K) consecutive bad steps it rolls back: weights, optimizer state (Adam's moments and step
+  counts) and scheduler state return to the snapshot's, then the learning rate is halved. The Trainer's
+  ``global_step`` keeps counting the steps of data consumed (the loop and the checkpoint names rely on it);
+  the good steps the rollback undid are counted in ``rolled_back_steps``, and ``applied_steps`` is the number
+  of optimizer updates the weights actually hold;
+* after ``max_rollbacks`` (M) rollbacks it restores the snapshot and stops the run (``stop_reason`` says why);
+  the caller then saves those last good weights and exits with an error.
 
 :class:`SignalCheckpoint`: SIGINT / SIGTERM during training ask the Trainer to save a checkpoint at the end of
 the current step and stop; a second signal exits at once (default handler).
@@ -21,6 +28,7 @@ import logging
 import math
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,6 +37,8 @@ from transformers import TrainerCallback
 logger = logging.getLogger(__name__)
 
 GUARD_FILE = "llama-md-guard.json"
+#: Factor applied to the learning rate at every rollback.
+ROLLBACK_LR_FACTOR = 0.5
 
 
 def _trainable(model) -> list[tuple[str, torch.nn.Parameter]]:
@@ -45,6 +55,48 @@ def weights_finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for _, p in _trainable(model))
 
 
+def _to_cpu(value):
+    """A deep copy of a (nested) state dict with every tensor cloned to CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def _inner(optimizer):
+    """The torch optimizer under accelerate's wrapper (or the optimizer itself)."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
+def _load_scheduler(lr_scheduler, state: dict, optimizer) -> None:
+    """Load a scheduler state and put its learning rates into the optimizer's groups (``load_state_dict``
+    alone leaves the groups at the rates of the undone steps)."""
+    lr_scheduler.load_state_dict(_to_cpu(state))
+    last = getattr(lr_scheduler, "_last_lr", None)
+    if optimizer is not None and last:
+        for group, lr in zip(_inner(optimizer).param_groups, last, strict=False):
+            group["lr"] = lr
+
+
+@dataclass
+class Snapshot:
+    """Everything a rollback restores, in CPU memory."""
+
+    step: int
+    """``global_step`` when it was taken."""
+    applied_steps: int
+    """Optimizer updates held by ``weights``."""
+    weights: dict[str, torch.Tensor]
+    """Trainable parameters by name."""
+    optimizer: dict | None
+    """``optimizer.state_dict()`` (moments, step counts, param groups); None when no optimizer was given."""
+    scheduler: dict | None
+    """``lr_scheduler.state_dict()``; None when no scheduler was given."""
+
+
 class NanGuard(TrainerCallback):
     """Skip non-finite steps, roll back after ``patience`` in a row, stop after ``max_rollbacks``."""
 
@@ -55,10 +107,14 @@ class NanGuard(TrainerCallback):
         self.consecutive = 0
         self.skipped_at: list[int] = []
         self.rollback_at: list[int] = []
+        self.rolled_back_steps = 0
+        self.applied_steps = 0
+        self.scaler_skipped_steps = 0
         self.stop_reason: str | None = None
+        self.snapshot: Snapshot | None = None
         self._loss_bad = False
-        self._snapshot: dict[str, torch.Tensor] | None = None
-        self._snapshot_step = 0
+        self._skipping = False
+        self._scheduler_before: dict | None = None
 
     # Reported by the trainer for every micro-batch ------------------------------------------------------
     def observe_loss(self, loss: torch.Tensor) -> None:
@@ -67,7 +123,16 @@ class NanGuard(TrainerCallback):
 
     # State that survives --resume -----------------------------------------------------------------------
     def state_dict(self) -> dict:
-        keys = ("skipped_steps", "rollbacks", "consecutive", "skipped_at", "rollback_at")
+        keys = (
+            "skipped_steps",
+            "rollbacks",
+            "consecutive",
+            "skipped_at",
+            "rollback_at",
+            "rolled_back_steps",
+            "applied_steps",
+            "scaler_skipped_steps",
+        )
         return {k: getattr(self, k) for k in keys}
 
     def load(self, checkpoint_dir: Path) -> None:
@@ -76,29 +141,63 @@ class NanGuard(TrainerCallback):
             for key, value in json.loads(path.read_text()).items():
                 setattr(self, key, value)
 
-    def take_snapshot(self, model, step: int) -> None:
-        self._snapshot = {n: p.detach().to("cpu", copy=True) for n, p in _trainable(model)}
-        self._snapshot_step = step
+    def take_snapshot(self, model, step: int, optimizer=None, lr_scheduler=None) -> Snapshot:
+        """Keep the trainable weights, optimizer and scheduler state and ``step`` in CPU memory."""
+        self.snapshot = Snapshot(
+            step=step,
+            applied_steps=self.applied_steps,
+            weights={n: p.detach().to("cpu", copy=True) for n, p in _trainable(model)},
+            optimizer=_to_cpu(_inner(optimizer).state_dict()) if optimizer is not None else None,
+            scheduler=_to_cpu(lr_scheduler.state_dict()) if lr_scheduler is not None else None,
+        )
+        return self.snapshot
 
-    def restore_snapshot(self, model) -> int:
-        """Put the last good trainable weights back; returns the step they are from."""
-        if self._snapshot is not None:
-            with torch.no_grad():
-                for name, param in _trainable(model):
-                    param.copy_(self._snapshot[name].to(param.device))
-        return self._snapshot_step
+    def restore_snapshot(self, model, optimizer=None, lr_scheduler=None) -> int:
+        """Put the snapshot's weights (and, when given, optimizer and scheduler state) back.
+
+        Returns:
+            The ``global_step`` the snapshot is from (0 when none was taken).
+        """
+        snap = self.snapshot
+        if snap is None:
+            return 0
+        with torch.no_grad():
+            for name, param in _trainable(model):
+                param.copy_(snap.weights[name].to(param.device))
+        if optimizer is not None and snap.optimizer is not None:
+            _inner(optimizer).load_state_dict(_to_cpu(snap.optimizer))  # torch moves the state to the params
+        if lr_scheduler is not None and snap.scheduler is not None:
+            _load_scheduler(lr_scheduler, snap.scheduler, optimizer)
+        self.applied_steps = snap.applied_steps
+        return snap.step
+
+    def _lower_learning_rate(self, optimizer, lr_scheduler) -> None:
+        if lr_scheduler is not None and hasattr(lr_scheduler, "base_lrs"):
+            lr_scheduler.base_lrs = [lr * ROLLBACK_LR_FACTOR for lr in lr_scheduler.base_lrs]
+            if getattr(lr_scheduler, "_last_lr", None):
+                lr_scheduler._last_lr = [lr * ROLLBACK_LR_FACTOR for lr in lr_scheduler._last_lr]
+        if optimizer is not None:
+            for group in _inner(optimizer).param_groups:
+                group["lr"] *= ROLLBACK_LR_FACTOR
 
     # Callback events --------------------------------------------------------------------------------------
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.take_snapshot(model, state.global_step)
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
+        self.take_snapshot(model, state.global_step, optimizer, lr_scheduler)
 
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+    def on_pre_optimizer_step(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
         bad_loss, self._loss_bad = self._loss_bad, False
+        self._skipping = False
         if not bad_loss and grads_finite(model):
-            self.consecutive = 0
+            return
+        if not bad_loss and getattr(args, "fp16", False):
+            # the GradScaler's overflow: it skips this step and lowers its scale; not a NaN event
+            self.scaler_skipped_steps += 1
+            logger.debug("Step %d: fp16 gradient overflow; the GradScaler skips it", state.global_step + 1)
             return
         for _, param in _trainable(model):
             param.grad = None  # the optimizer skips parameters without a gradient
+        self._skipping = True
+        self._scheduler_before = _to_cpu(lr_scheduler.state_dict()) if lr_scheduler is not None else None
         step = state.global_step + 1
         self.skipped_steps += 1
         self.consecutive += 1
@@ -106,46 +205,59 @@ class NanGuard(TrainerCallback):
         logger.warning(
             "Step %d: non-finite %s; optimizer step skipped (%d in a row, %d in all)",
             step,
-            "loss" if bad_loss else "gradient norm",
+            "loss" if bad_loss else "gradient",
             self.consecutive,
             self.skipped_steps,
         )
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
+        if not self._skipping:
+            self.consecutive = 0
+            self.applied_steps += 1
+            return
+        self._skipping = False
+        if lr_scheduler is not None and self._scheduler_before is not None:
+            _load_scheduler(lr_scheduler, self._scheduler_before, optimizer)  # a skipped step keeps its rate
         if self.consecutive < self.patience:
             return
+        snap_step = self.snapshot.step if self.snapshot else 0
+        undone = state.global_step - snap_step
         if self.rollbacks >= self.max_rollbacks:
             self.stop_reason = (
                 f"{self.consecutive} non-finite steps in a row at step {state.global_step} after "
                 f"{self.rollbacks} rollbacks (limit --max-rollbacks {self.max_rollbacks}); stopped. The last good "
-                f"weights (step {self._snapshot_step}) were kept. Fix: lower --learning-rate, use --precision "
+                f"weights (step {snap_step}) were kept. Fix: lower --learning-rate, use --precision "
                 "fp32 or bf16 instead of fp16, or check the data for extreme sequences."
             )
             logger.error(self.stop_reason)
-            self.restore_snapshot(model)
+            self.restore_snapshot(model, optimizer, lr_scheduler)
+            self.rolled_back_steps += undone
             control.should_training_stop = True
             return
-        good_step = self.restore_snapshot(model)
-        inner = getattr(optimizer, "optimizer", optimizer)
-        inner.state.clear()
-        for group in inner.param_groups:
-            group["lr"] *= 0.5
-        if lr_scheduler is not None and hasattr(lr_scheduler, "base_lrs"):
-            lr_scheduler.base_lrs = [lr * 0.5 for lr in lr_scheduler.base_lrs]
+        discarded = self.applied_steps - self.snapshot.applied_steps if self.snapshot else 0
+        self.restore_snapshot(model, optimizer, lr_scheduler)
+        self._lower_learning_rate(optimizer, lr_scheduler)
+        self.rolled_back_steps += undone
         self.rollbacks += 1
         self.rollback_at.append(state.global_step)
         self.consecutive = 0
         logger.warning(
-            "Rollback %d/%d at step %d: weights of step %d restored, optimizer state cleared, learning rate halved",
+            "Rollback %d/%d at step %d: weights, optimizer and scheduler state of step %d restored (%d steps "
+            "undone, %d of them good), learning rate x%s",
             self.rollbacks,
             self.max_rollbacks,
             state.global_step,
-            good_step,
+            snap_step,
+            undone,
+            discarded,
+            ROLLBACK_LR_FACTOR,
         )
+        # the restored state with the lower rate is the next rollback's starting point
+        self.take_snapshot(model, state.global_step, optimizer, lr_scheduler)
 
-    def on_save(self, args, state, control, model=None, **kwargs):
+    def on_save(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
         if self.consecutive == 0:
-            self.take_snapshot(model, state.global_step)
+            self.take_snapshot(model, state.global_step, optimizer, lr_scheduler)
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if checkpoint.is_dir() and args.process_index == 0:
             (checkpoint / GUARD_FILE).write_text(json.dumps(self.state_dict()))

@@ -15,9 +15,10 @@ import shutil
 import time
 from pathlib import Path
 
-from assistant.adapters import AdapterInfo
+from assistant.adapters import REPORT_FILE, AdapterInfo
 from assistant.config import EMBEDDED_GENERATOR, load_settings
 from assistant.errors import LlamaMdError
+from assistant.finetuning.checkpoints import RunFolderError, find_resumable_checkpoint, write_failure
 from assistant.finetuning.config import FinetuneConfig
 from assistant.finetuning.dataprep import prepare_data
 from assistant.finetuning.evaluation import generate_answers, stop_rate, stop_token_ids
@@ -39,10 +40,6 @@ CHECKPOINTS = "checkpoints"
 BEFORE_FILE = "before.json"
 
 
-class RunFolderError(LlamaMdError, ValueError):
-    """The output folder holds another run (or nothing to resume); the message says which flag to use."""
-
-
 class TrainingInterrupted(LlamaMdError, RuntimeError):
     """SIGINT / SIGTERM stopped training after a checkpoint was saved; ``signum`` is the signal.
 
@@ -60,26 +57,32 @@ class TrainingDiverged(LlamaMdError, RuntimeError):
 
 
 def prepare_run_dir(cfg: FinetuneConfig) -> Path | None:
-    """Create ``cfg.output_dir``; return the checkpoint to resume from (or None).
+    """Create ``cfg.output_dir``; return the checkpoint to resume from (or None to start afresh).
+
+    With ``--resume`` the newest *complete* checkpoint is chosen (see :mod:`assistant.finetuning.checkpoints`);
+    incomplete newer ones are logged and left in place. With none complete, ``--resume --overwrite`` starts
+    afresh and ``--resume`` alone stops.
 
     Raises:
         RunFolderError: the folder holds a run and neither --resume nor --overwrite was given, or --resume
-            finds no checkpoint.
+            finds no complete checkpoint and --overwrite was not given.
     """
     run_dir = cfg.output_dir
     holds_run = run_dir.is_dir() and any(
         (run_dir / name).exists() for name in ("config.json", CHECKPOINTS, "adapter", "report.json")
     )
     if cfg.resume:
-        checkpoints = sorted(
-            (run_dir / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-        )
-        if not checkpoints:
+        checkpoint, skipped = find_resumable_checkpoint(run_dir / CHECKPOINTS)
+        if checkpoint is not None:
+            return checkpoint
+        found = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped) or "no checkpoint-<step> folder"
+        if not cfg.overwrite:
             raise RunFolderError(
-                f"--resume: no checkpoint in {run_dir / CHECKPOINTS}. Fix: point --output-dir at the folder of "
-                "the interrupted run, or drop --resume to start afresh."
+                f"--resume: no complete checkpoint in {run_dir / CHECKPOINTS} (found: {found}). Fix: add "
+                "--overwrite to start this run afresh, point --output-dir at the folder of the interrupted run, "
+                "or drop --resume."
             )
-        return checkpoints[-1]
+        logger.warning("--resume --overwrite: no complete checkpoint (%s); starting afresh", found)
     if holds_run and not cfg.overwrite:
         raise RunFolderError(
             f"{run_dir} already holds a run (config.json / checkpoints / adapter). Fix: --resume to continue it, "
@@ -159,6 +162,8 @@ def main(cfg: FinetuneConfig) -> dict:
         DatasetError, DataPrepError: unreadable data, unknown schema, nothing left, or the end-of-turn token
             would carry no loss.
         TrainingInterrupted: SIGINT / SIGTERM; a checkpoint was saved (resume with --resume).
+        CheckpointWriteError: a checkpoint could not be written (disk full); names the file, the last complete
+            checkpoint and --resume.
         TrainingDiverged: non-finite steps after --max-rollbacks rollbacks; the last good adapter was saved.
     """
     import torch
@@ -255,7 +260,10 @@ def main(cfg: FinetuneConfig) -> dict:
         guard.load(resume_from)
         logger.info("Resuming from %s", resume_from)
     train_started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except OSError as exc:  # disk full or quota during a save: one line naming the file and the fix
+        raise write_failure(exc, run_dir / CHECKPOINTS, trainer.state.global_step) from exc
     train_wall_s = time.perf_counter() - train_started
     if signals.received is not None:
         raise TrainingInterrupted(
@@ -281,6 +289,10 @@ def main(cfg: FinetuneConfig) -> dict:
         tokenizer.save_pretrained(adapter_dir)
         info.save(adapter_dir)
     if guard.stop_reason:
+        if main_process:  # the chat's adapter="auto" reads this and skips the run
+            (run_dir / REPORT_FILE).write_text(
+                json.dumps({"status": "diverged", "stop_reason": guard.stop_reason, **guard.state_dict()})
+            )
         raise TrainingDiverged(f"{guard.stop_reason} Last good adapter saved in {adapter_dir}.")
 
     eval_after = trainer.evaluate()["eval_loss"] if len(data.eval) else None
@@ -293,6 +305,7 @@ def main(cfg: FinetuneConfig) -> dict:
 
     real_tokens = trainer.real_tokens
     report = {
+        "status": "completed",  # adapter="auto" serves only completed runs that pass select_adapter's checks
         "preset": cfg.preset,
         "base_model": cfg.model,
         "dataset": cfg.dataset,
@@ -319,6 +332,9 @@ def main(cfg: FinetuneConfig) -> dict:
         "nan_skipped_at": guard.skipped_at,
         "rollbacks": guard.rollbacks,
         "rollback_at": guard.rollback_at,
+        "rolled_back_steps": guard.rolled_back_steps,  # steps undone by rollbacks, good ones included
+        "applied_steps": guard.applied_steps,  # optimizer updates the saved weights hold
+        "fp16_overflow_skipped_steps": guard.scaler_skipped_steps,  # GradScaler's own skips, not NaN events
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "train_wall_seconds": train_wall_s,
         "seconds": time.perf_counter() - started,
