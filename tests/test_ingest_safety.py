@@ -174,6 +174,25 @@ def test_two_concurrent_ingests_agree_file_by_file(tmp_path, caplog):
 
 
 @pytest.mark.slow
+def test_two_concurrent_cli_ingests_of_different_specialties_agree_file_by_file(tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "ANONYMIZED_TELEMETRY": "False"}
+    procs = []
+    for s in range(2):
+        folder = tmp_path / f"spec{s}"
+        for d in range(3):
+            write_pdf(folder / f"spec{s}_doc{d}.pdf", topic_pages(3 * s + d, 4))
+        cmd = [sys.executable, "-m", "ingest", str(folder), "--home", str(home), "--batch-size", "8"]
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    settings = make_settings(home)
+    assert_consistent(settings)
+    assert len(snapshot(settings)[0]) == 6
+
+
+@pytest.mark.slow
 def test_cli_rebuild_under_a_running_retriever_answers_from_the_new_store(tmp_path):
     from assistant.rag.retrieve import Retriever
 

@@ -8,7 +8,15 @@ chunks deleted before the new ones are added, and nothing is duplicated. A file-
 
 Per-file atomicity: a PDF is read completely before the store is touched (broken files never write anything);
 the docstore is saved (atomically) only after the file's chunks are in Chroma; if writing a file fails, all of that
-file's chunks are removed again and the file is reported as failed.
+file's chunks are removed again and the file is reported as failed. A file that vanishes or can't be read keeps
+the chunks it already has and is reported. A changed file's old chunks are deleted before its new ones are added.
+
+Never losing what is stored (issue #17): every write happens under the store's lock (:mod:`assistant.rag.lock`,
+one writer at a time, the docstore is loaded after it is taken); ``prune`` only removes stored files whose recorded
+path lies under one of the given paths (or of the given specialty) and nothing when no input could be read;
+``rebuild`` builds into ``<collection>__rebuild`` and swaps it in only when at least one file was read;
+``dry_run`` reports what would be added, replaced and removed. A run that changed the store raises its generation
+counter, which tells running retrievers to reopen it.
 """
 
 from __future__ import annotations

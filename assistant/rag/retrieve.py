@@ -118,6 +118,7 @@ class Retriever:
         self.settings, self.collection, self.embed_model, self.mode = settings, collection, embed_model, mode
         self.chroma_url, self.follow_store = chroma_url, follow_store
         self._generation = (collection.id, store_generation(collection))
+        self._client = None  # opened on the first refresh, reopened fresh when the store changed
         self._bm25 = None
         self._bm25_count = -1
         self._lock = threading.Lock()
@@ -163,10 +164,11 @@ class Retriever:
         if not self.follow_store:
             return False
         with self._lock:
-            client = open_client(self.settings, self.chroma_url)
+            if self._client is None:
+                self._client = open_client(self.settings, self.chroma_url)
             for attempt in range(SWAP_RETRIES):  # a --rebuild renames two collections: a brief gap
                 try:
-                    current = open_collection(self.settings, chroma_url=self.chroma_url, client=client)
+                    current = open_collection(self.settings, chroma_url=self.chroma_url, client=self._client)
                     break
                 except StoreError:
                     if attempt == SWAP_RETRIES - 1:
@@ -176,8 +178,8 @@ class Retriever:
             if now == self._generation:
                 return False
             # another process wrote: a fresh client reads its vectors (chroma-core/chroma#3792)
-            client = open_client(self.settings, self.chroma_url, fresh=True)
-            self.collection = open_collection(self.settings, chroma_url=self.chroma_url, client=client)
+            self._client = open_client(self.settings, self.chroma_url, fresh=True)
+            self.collection = open_collection(self.settings, chroma_url=self.chroma_url, client=self._client)
             self._generation = (self.collection.id, store_generation(self.collection))
             self._bm25, self._bm25_count = None, -1
             logger.info("The store changed (generation %d); reopened it", self._generation[1])
