@@ -94,7 +94,7 @@ def store_lock(settings: Settings, chroma_url: str | None = None, *, wait: bool 
                 {
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
-                    "command": " ".join(os.path.basename(a) for a in sys.argv[:2]) or "python",
+                    "command": " ".join(sys.argv)[:200] or "python",
                     "since": time.strftime("%Y-%m-%d %H:%M:%S"),
                 }
             ),

@@ -218,7 +218,8 @@ def swap_in(built, settings: Settings, built_docstore: Path, *, chroma_url: str 
 
 
 def drop_collection(settings: Settings, *, chroma_url: str | None = None, client=None) -> bool:
-    """Delete the collection and its docstore (``--rebuild``). Returns True when a collection was deleted."""
+    """Delete the collection and its docstore (a ``--rebuild``'s leftover build collection, an evaluation's own
+    store). Returns True when a collection was deleted."""
     from chromadb.errors import NotFoundError
 
     client = client or open_client(settings, chroma_url)
