@@ -9,7 +9,10 @@ Prints (and writes to ``--out``, default ``<home>/ingest_bench.json``):
   docstore) divided by a bare sentence-transformers ``encode`` of the very same chunk texts at the same batch size
   (target >= 0.8); ``encode_ratio_cpu`` is the same ratio in process CPU seconds, which other processes on a
   shared machine disturb much less than wall time;
-* ``reingest_fraction``: re-ingest of the unchanged corpus / fresh ingest time (target <= 5%).
+* ``reingest_fraction``: re-ingest of the unchanged corpus / fresh ingest time (target <= 5%);
+* ``lock_and_checks_s``: what the one-writer safety adds to every run (issue #17): taking and releasing the store's
+  file lock, reopening a fresh Chroma client and reading the generation counter; median of 20 rounds,
+  and ``lock_and_checks_fraction`` = that / fresh ingest time.
 
 The store it leaves behind is what ``benchmarks.retrieval_bench`` reads (same ``--home``).
 """
@@ -58,6 +61,7 @@ def run(corpus: Path, home: Path, batch_size: int, chunk_size: int | None, chunk
     encode_s, encode_cpu_s = time.perf_counter() - started, time.process_time() - cpu0
     again = ingest_paths([corpus], settings, batch_size=batch_size, show_progress=True)
     a = again.totals()
+    lock_s = lock_and_checks_s(settings)
     chunks = collection.count()
     return {
         "corpus": str(corpus),
@@ -84,7 +88,26 @@ def run(corpus: Path, home: Path, batch_size: int, chunk_size: int | None, chunk
         "reingest_unchanged_files": a["unchanged"],
         "reingest_chunks_added": a["chunks_added"],
         "reingest_fraction": round(again.seconds / fresh.seconds, 4),
+        "lock_and_checks_s": round(lock_s, 4),
+        "lock_and_checks_fraction": round(lock_s / fresh.seconds, 5),
     }
+
+
+def lock_and_checks_s(settings, rounds: int = 20) -> float:
+    """Median seconds of what ingest does for safety around the files: lock, fresh client, generation read."""
+    import statistics
+
+    from assistant.rag import store as st
+    from assistant.rag.lock import store_lock
+
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        with store_lock(settings):
+            client = st.open_client(settings, fresh=True)
+            st.store_generation(st.open_collection(settings, client=client))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def main() -> None:

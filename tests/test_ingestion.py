@@ -17,6 +17,7 @@ import pytest
 
 from assistant.cli.ingest import IngestConfig, main
 from assistant.rag.ingest import ingest_paths
+from assistant.rag.lock import StoreLockedError, lock_path, store_lock
 from assistant.rag.store import StoreError, open_collection
 from tests.helpers import REPO, empty_pdf, free_port, make_settings, pdf_bytes, topic_pages, write_pdf
 
@@ -229,10 +230,14 @@ def test_ingest_and_retrieve_through_a_chroma_server(tmp_path):
         assert not (settings.store_dir / "chroma.sqlite3").exists()  # nothing went to the embedded store
         again = ingest_paths([folder], settings, chroma_url=url)
         assert again.files[0].status == "unchanged"
-        hits = Retriever.from_settings(settings, chroma_url=url).retrieve(
-            "screening for postpartum depression", 1
-        )
+        with store_lock(settings, url), pytest.raises(StoreLockedError, match=str(lock_path(settings, url))):
+            ingest_paths([folder], settings, chroma_url=url, wait=False)  # one writer per server collection
+        retriever = Retriever.from_settings(settings, chroma_url=url)
+        hits = retriever.retrieve("screening for postpartum depression", 1)
         assert (hits[0].file, hits[0].page) == ("a.pdf", 3) and "depression" in hits[0].text
+        write_pdf(folder / "a.pdf", topic_pages(4, 3))  # changed while the retriever runs
+        ingest_paths([folder], settings, chroma_url=url)
+        assert all("Document 4" in h.text or "trial 4-" in h.text for h in retriever.retrieve("trial", 3))
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -99,6 +99,7 @@ with st.sidebar:
                     saved,
                     settings,
                     specialty=settings.specialty or "uploads",
+                    wait=False,  # a CLI ingest holds the store: say so instead of freezing the page
                     progress=lambda done, total, name: bar.progress(done / total, text=name),
                 )
             except Exception as exc:  # noqa: BLE001

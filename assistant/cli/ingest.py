@@ -4,10 +4,14 @@
     llama-md ingest --specialty pregnancy                        # that specialty's corpus, from its manifest
     llama-md ingest ../shared/corpora/pregnancy --report run.json --prune
     llama-md ingest docs/ --rebuild --chunk-size 254 --chunk-overlap 50
+    llama-md ingest ../shared/corpora/pregnancy --prune --dry-run   # what would be added, replaced, removed
     llama-md ingest docs/ --chroma-url http://127.0.0.1:8000     # a server: `chroma run --path DIR --port 8000`
 
 `python -m ingest ...` is the same command. Re-running is idempotent: unchanged files are skipped, changed ones
-replaced. Exit code 1 when nothing could be ingested (or, with --strict, when any file failed); 2 for bad settings.
+replaced. One writer at a time: a second ingest (or a chat upload) waits for the store's lock, or with --no-wait
+exits at once. --prune only removes stored files under the given paths (or of --specialty) and nothing when no
+input could be read; --rebuild swaps the new store in only when something was read. Exit code 1 when nothing could
+be ingested (or, with --strict, when any file failed); 2 for bad settings or a held lock with --no-wait.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class IngestConfig:
     specialty: str | None = None  # ingest this specialty's manifest corpus (data_dir/corpora/<name>)
     rebuild: bool = False
     prune: bool = False
+    dry_run: bool = False  # print what would be added, replaced and removed; write nothing
+    wait: bool = True  # wait for another writer's lock (False: --no-wait, fail at once)
     batch_size: int = 32
     chroma_url: str | None = None
     report: Path | None = None
@@ -58,9 +64,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=IngestConfig.batch_size,
         help="chunks per embedding batch (default: 32)",
     )
-    p.add_argument("--rebuild", action="store_true", help="drop the collection first (default: off)")
     p.add_argument(
-        "--prune", action="store_true", help="remove chunks of stored files not among PATHS (default: off)"
+        "--rebuild",
+        action="store_true",
+        help="build a new collection from PATHS alone; swapped in only if a file was read (default: off)",
+    )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove stored files under PATHS (or of --specialty) that are no longer there (default: off)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be added, replaced and removed; write nothing (default: off)",
+    )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once when another ingest holds the store's lock (default: wait for it)",
     )
     p.add_argument(
         "--chroma-url", help="Chroma server http://HOST:PORT (default: embedded store in HOME/store)"
@@ -90,6 +112,8 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         specialty=args.specialty,
         rebuild=args.rebuild,
         prune=args.prune,
+        dry_run=args.dry_run,
+        wait=not args.no_wait,
         batch_size=args.batch_size,
         chroma_url=args.chroma_url,
         report=args.report,
@@ -103,6 +127,7 @@ def main(cfg: IngestConfig) -> int:
     Raises:
         CorpusError: ``--specialty`` names no corpus or its files are missing / altered.
         StoreError, ConfigError: the store refuses these settings (another embedding model, chunk size too long).
+        StoreLockedError: ``wait`` is False and another writer holds the store's lock.
     """
     from assistant.rag.ingest import ingest_paths
     from corpora import resolve_corpus
@@ -119,6 +144,8 @@ def main(cfg: IngestConfig) -> int:
         specialty=cfg.specialty,
         rebuild=cfg.rebuild,
         prune=cfg.prune,
+        dry_run=cfg.dry_run,
+        wait=cfg.wait,
         batch_size=cfg.batch_size,
         chroma_url=cfg.chroma_url,
         show_progress=True,

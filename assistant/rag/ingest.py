@@ -8,128 +8,35 @@ chunks deleted before the new ones are added, and nothing is duplicated. A file-
 
 Per-file atomicity: a PDF is read completely before the store is touched (broken files never write anything);
 the docstore is saved (atomically) only after the file's chunks are in Chroma; if writing a file fails, all of that
-file's chunks are removed again and the file is reported as failed.
+file's chunks are removed again and the file is reported as failed. A file that vanishes or can't be read keeps
+the chunks it already has and is reported. A changed file's old chunks are deleted before its new ones are added.
+
+Never losing what is stored (issue #17): every write happens under the store's lock (:mod:`assistant.rag.lock`,
+one writer at a time, the docstore is loaded after it is taken); ``prune`` only removes stored files whose recorded
+path lies under one of the given paths (or of the given specialty) and nothing when no input could be read;
+``rebuild`` builds into ``<collection>__rebuild`` and swaps it in only when at least one file was read;
+``dry_run`` reports what would be added, replaced and removed. A run that changed the store raises its generation
+counter, which tells running retrievers to reopen it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 from assistant.config import ConfigError, Settings
 from assistant.rag.pdf import PdfError, read_pdf
+from assistant.rag.report import FileResult, IngestReport
 
 logger = logging.getLogger(__name__)
 
 FILE_PREFIX = "file::"
 META_FIELDS = ("file", "file_sha256", "page", "page_label", "title", "specialty")
-
-
-@dataclass
-class FileResult:
-    """What happened to one input. ``status``: ingested, unchanged, skipped, failed or pruned."""
-
-    file: str
-    status: str
-    reason: str = ""
-    path: str = ""
-    pages: int = 0
-    chunks_added: int = 0
-    chunks_removed: int = 0
-    chunks_unchanged: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class IngestReport:
-    """Summary of one ingest run; ``to_dict()`` is the ``--report`` JSON, ``table()`` the printed summary."""
-
-    collection: str
-    store: str
-    files: list[FileResult] = field(default_factory=list)
-    seconds: float = 0.0
-    total_chunks: int = 0  # chunks in the collection after the run
-
-    def _with(self, status: str) -> list[FileResult]:
-        return [f for f in self.files if f.status == status]
-
-    @property
-    def ingested(self) -> list[FileResult]:
-        return self._with("ingested")
-
-    @property
-    def unchanged(self) -> list[FileResult]:
-        return self._with("unchanged")
-
-    @property
-    def skipped(self) -> list[FileResult]:
-        return self._with("skipped")
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return self._with("failed")
-
-    @property
-    def ok(self) -> bool:
-        """True when at least one file is now in the store (ingested in this run or unchanged)."""
-        return bool(self.ingested or self.unchanged)
-
-    def totals(self) -> dict:
-        pages = sum(f.pages for f in self.ingested)
-        return {
-            "ingested": len(self.ingested),
-            "unchanged": len(self.unchanged),
-            "skipped": len(self.skipped),
-            "failed": len(self.failed),
-            "pruned": len(self._with("pruned")),
-            "pages": pages,
-            "chunks_added": sum(f.chunks_added for f in self.files),
-            "chunks_removed": sum(f.chunks_removed for f in self.files),
-            "chunks_unchanged": sum(f.chunks_unchanged for f in self.files),
-            "total_chunks": self.total_chunks,
-            "seconds": round(self.seconds, 2),
-            "pages_per_s": round(pages / self.seconds, 2) if self.seconds else 0.0,
-        }
-
-    def to_dict(self) -> dict:
-        return {
-            "collection": self.collection,
-            "store": self.store,
-            "files": [asdict(f) for f in self.files],
-            "totals": self.totals(),
-        }
-
-    def table(self) -> str:
-        """Plain-text table: one row per file, then the totals."""
-        rows = [("file", "status", "pages", "+chunks", "-chunks", "=chunks", "s", "reason")]
-        for f in self.files:
-            rows.append(
-                (
-                    f.file,
-                    f.status,
-                    str(f.pages),
-                    str(f.chunks_added),
-                    str(f.chunks_removed),
-                    str(f.chunks_unchanged),
-                    f"{f.seconds:.1f}",
-                    f.reason,
-                )
-            )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-        lines = [
-            "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1] for r in rows
-        ]
-        t = self.totals()
-        lines.append(
-            f"ingested {t['ingested']}, unchanged {t['unchanged']}, skipped {t['skipped']}, failed {t['failed']}"
-            f"{', pruned ' + str(t['pruned']) if t['pruned'] else ''} | pages {t['pages']}, chunks "
-            f"+{t['chunks_added']} -{t['chunks_removed']} ={t['chunks_unchanged']} (collection: {t['total_chunks']})"
-            f" | {t['seconds']:.1f} s, {t['pages_per_s']:.1f} pages/s"
-        )
-        return "\n".join(lines)
 
 
 def _length_sorter():
@@ -225,6 +132,12 @@ def collect_pdfs(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
     return pdfs, problems
 
 
+def file_key(path: Path) -> str:
+    """The name that identifies a file in the store: its file name, with bytes that are not UTF-8 written as
+    ``\\xNN`` (a name such as ``caf\\xe9.pdf`` from a Latin-1 disk can't go into Chroma or be printed as it is)."""
+    return os.fsencode(path.name).decode("utf-8", "backslashreplace")
+
+
 def ingest_paths(
     paths: list[Path],
     settings: Settings,
@@ -232,6 +145,8 @@ def ingest_paths(
     specialty: str | None = None,
     rebuild: bool = False,
     prune: bool = False,
+    dry_run: bool = False,
+    wait: bool = True,
     batch_size: int = 32,
     chroma_url: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
@@ -243,8 +158,12 @@ def ingest_paths(
         paths: PDF files and/or folders (walked recursively).
         settings: collection, embedding_model, chunk_size / chunk_overlap (embedding tokens), home.
         specialty: stored on every chunk; default: the manifest's specialty for known files, else settings.specialty.
-        rebuild: drop the collection (and its docstore) first.
-        prune: afterwards remove the chunks of every stored file that is not among this run's inputs.
+        rebuild: build a new collection from ``paths`` alone and swap it in when at least one file was read;
+            otherwise the old store stays as it was.
+        prune: afterwards remove the stored files under ``paths`` (or of ``specialty``) that are not among this
+            run's inputs; refused (nothing removed) when no input could be read.
+        dry_run: write nothing; the report lists what would be added, replaced and removed.
+        wait: when another writer holds the store's lock, wait for it; False: raise StoreLockedError at once.
         batch_size: chunks per embedding batch.
         chroma_url: ``http://HOST:PORT`` of a Chroma server instead of the embedded store.
         progress: called as ``progress(done_files, total_files, file_name)`` after each file.
@@ -256,46 +175,110 @@ def ingest_paths(
     Raises:
         StoreError: the store is unreachable, or the collection was built with another embedding model or
             chunking (use ``rebuild=True``).
+        StoreLockedError: ``wait=False`` and another ingest is writing to the store.
         ConfigError: chunk_size longer than the embedding model reads.
     """
+    from assistant.rag import store as st
+    from assistant.rag.lock import store_lock
+
+    started = time.perf_counter()
+    pdfs, problems = collect_pdfs(paths)
+    if dry_run:
+        report = plan_ingest(paths, pdfs, problems, settings, specialty, rebuild, prune, chroma_url)
+        report.seconds = time.perf_counter() - started
+        return report
+    from assistant.models import load_index_embedder
+
+    embed_model = load_index_embedder(None, settings, batch_size=batch_size)
+    splitter = make_splitter(settings, embed_model)
+    dim = len(embed_model.get_text_embedding("dimension probe"))
+    with store_lock(settings, chroma_url, wait=wait):
+        client = st.open_client(settings, chroma_url, fresh=True)  # see what earlier writers wrote
+        target = settings
+        if rebuild:  # build aside; the old store stays readable and intact until the swap
+            target = replace(settings, collection=settings.collection + st.REBUILD_SUFFIX)
+            st.drop_collection(target, chroma_url=chroma_url, client=client)
+        collection = st.open_collection(target, create_dim=dim, chroma_url=chroma_url, client=client)
+        ds_path = st.docstore_path(target, chroma_url)
+        report = IngestReport(settings.collection, chroma_url or str(settings.store_dir))
+        report.files.extend(problems)
+        try:
+            _run_files(
+                pdfs,
+                settings,
+                specialty,
+                collection,
+                ds_path,
+                embed_model,
+                splitter,
+                report,
+                progress,
+                show_progress,
+            )
+            if prune and not rebuild:
+                _prune(paths, pdfs, specialty, collection, ds_path, report)
+        except BaseException:
+            if rebuild:  # the old store was never touched
+                st.drop_collection(target, chroma_url=chroma_url, client=client)
+            else:  # files finished before the interruption are in: tell the readers
+                with contextlib.suppress(Exception):
+                    st.bump_generation(collection)
+            raise
+        changed = any(f.chunks_added or f.chunks_removed for f in report.files)
+        if rebuild and report.ok:
+            collection = st.swap_in(collection, settings, ds_path, chroma_url=chroma_url, client=client)
+        elif rebuild:
+            st.drop_collection(target, chroma_url=chroma_url, client=client)
+            report.notes.append("--rebuild: no file could be read, so the old store was kept unchanged")
+            collection = _open_existing(settings, chroma_url, client)
+        elif changed:
+            st.bump_generation(collection)
+        report.total_chunks = collection.count() if collection is not None else 0
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _open_existing(settings: Settings, chroma_url: str | None, client):
+    from assistant.rag import store as st
+
+    try:
+        return st.open_collection(settings, chroma_url=chroma_url, client=client)
+    except st.StoreError:
+        return None
+
+
+def _run_files(
+    pdfs, settings, specialty, collection, ds_path, embed_model, splitter, report, progress, show_progress
+) -> None:
+    """Ingest each PDF in turn into ``collection``, saving the docstore after each; fills ``report``."""
     from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
     from llama_index.vector_stores.chroma import ChromaVectorStore
     from tqdm.auto import tqdm
 
-    from assistant.models import load_index_embedder
     from assistant.rag import store as st
     from corpora import sha256_of
 
-    started = time.perf_counter()
-    embed_model = load_index_embedder(None, settings, batch_size=batch_size)
-    splitter = make_splitter(settings, embed_model)
-    client = st.open_client(settings, chroma_url)
-    if rebuild:
-        st.drop_collection(settings, chroma_url=chroma_url, client=client)
-    dim = len(embed_model.get_text_embedding("dimension probe"))
-    collection = st.open_collection(settings, create_dim=dim, chroma_url=chroma_url, client=client)
-    ds_path = st.docstore_path(settings, chroma_url)
     docstore = st.load_docstore(ds_path)
-    vector_store = ChromaVectorStore(chroma_collection=collection)
     pipeline = IngestionPipeline(
         transformations=[splitter, _length_sorter(), embed_model],
-        vector_store=vector_store,
+        vector_store=ChromaVectorStore(chroma_collection=collection),
         docstore=docstore,
         docstore_strategy=DocstoreStrategy.UPSERTS,
     )
-    report = IngestReport(settings.collection, chroma_url or str(settings.store_dir))
-    pdfs, problems = collect_pdfs(paths)
-    report.files.extend(problems)
     known = _manifest_index()
     seen: dict[str, str] = {}  # file name -> sha256 in this run
     bar = tqdm(pdfs, desc="files", unit="file", disable=not show_progress)
     for done, path in enumerate(bar, start=1):
         t0 = time.perf_counter()
-        result = FileResult(path.name, "failed", path=str(path))
+        name = file_key(path)
+        result = FileResult(name, "failed", path=str(path))
         try:
-            sha = sha256_of(path)
-            if path.name in seen:
-                same = seen[path.name] == sha
+            try:
+                sha = sha256_of(path)
+            except OSError as exc:
+                raise _unreadable(exc) from exc
+            if name in seen:
+                same = seen[name] == sha
                 result.status = "skipped" if same else "failed"
                 result.reason = (
                     "same file given twice"
@@ -303,38 +286,111 @@ def ingest_paths(
                     else "another file with this name was ingested in this run; rename one (names identify files)"
                 )
             else:
-                seen[path.name] = sha
-                spec, title = known.get(path.name, (None, None))
+                seen[name] = sha
+                spec, title = known.get(name, (None, None))
                 meta = {"specialty": specialty or spec or settings.specialty or "", "title": title}
-                _ingest_file(path, sha, meta, pipeline, collection, docstore, result, show_progress)
+                _ingest_file(path, name, sha, meta, pipeline, collection, docstore, result, show_progress)
                 st.save_docstore(docstore, ds_path)
         except PdfError as exc:
             result.status, result.reason = exc.status, str(exc)
+            if docstore.get_document(FILE_PREFIX + name, raise_error=False) is not None:
+                result.reason += "; its stored chunks are kept"
         except Exception as exc:  # one file's failure never aborts the run
-            logger.exception("Ingesting %s failed", path)
+            logger.exception("Ingesting %s failed", name)
             result.status, result.reason = "failed", f"{type(exc).__name__}: {exc}"
-            result.chunks_removed += _remove_file(path.name, collection, docstore)
+            result.chunks_removed += _remove_file(name, collection, docstore)
             result.chunks_added = 0
             st.save_docstore(docstore, ds_path)
         result.seconds = time.perf_counter() - t0
         report.files.append(result)
         bar.set_postfix(chunks=collection.count(), refresh=False)
         if progress is not None:
-            progress(done, len(pdfs), path.name)
-    if prune:
-        for name in sorted(_stored_files(docstore) - set(seen)):
-            removed = _remove_file(name, collection, docstore)
-            report.files.append(
-                FileResult(name, "pruned", "not among this run's inputs", chunks_removed=removed)
-            )
-        st.save_docstore(docstore, ds_path)
-    report.total_chunks = collection.count()
-    report.seconds = time.perf_counter() - started
+            progress(done, len(pdfs), name)
+
+
+def _unreadable(exc: OSError) -> PdfError:
+    """The error for a file that vanished or can't be opened: reported, and its stored chunks are kept."""
+    what = "vanished" if isinstance(exc, FileNotFoundError) else f"can't be read ({exc.strerror or exc})"
+    return PdfError(f"the file {what}; check the path and its permissions, then run again")
+
+
+def _stored_records(docstore) -> dict[str, dict]:
+    """file name -> file record metadata (sha256, path, pages, chunks, specialty) of every stored file."""
+    return {
+        doc_id[len(FILE_PREFIX) :]: dict(doc.metadata)
+        for doc_id, doc in docstore.docs.items()
+        if doc_id.startswith(FILE_PREFIX)
+    }
+
+
+def prune_candidates(paths, pdfs, specialty: str | None, records: dict[str, dict]) -> list[str]:
+    """Stored files that ``--prune`` removes: under one of ``paths`` (or of ``specialty``) and not among ``pdfs``.
+
+    A path that does not exist covers nothing, so a mistyped path can never empty the store; a stored file whose
+    recorded path is outside every given path (another folder, another specialty) is never touched.
+    """
+    roots = [Path(p).resolve() for p in paths if Path(p).exists()]
+    listed = {file_key(p) for p in pdfs}
+    out = []
+    for name, meta in sorted(records.items()):
+        if name in listed:
+            continue
+        where = Path(meta["path"]).resolve() if meta.get("path") else None
+        under = where is not None and any(where == r or r in where.parents for r in roots)
+        if under or (specialty and meta.get("specialty") == specialty):
+            out.append(name)
+    return out
+
+
+def _prune(paths, pdfs, specialty, collection, ds_path, report: IngestReport) -> None:
+    from assistant.rag import store as st
+
+    if not report.ok:
+        report.notes.append("--prune refused: no input could be read, so nothing was removed")
+        logger.warning("--prune refused: no input could be read; the store is unchanged")
+        return
+    docstore = st.load_docstore(ds_path)
+    for name in prune_candidates(paths, pdfs, specialty, _stored_records(docstore)):
+        removed = _remove_file(name, collection, docstore)
+        report.files.append(FileResult(name, "pruned", "not among this run's inputs", chunks_removed=removed))
+    st.save_docstore(docstore, ds_path)
+
+
+def plan_ingest(paths, pdfs, problems, settings, specialty, rebuild, prune, chroma_url) -> IngestReport:
+    """The ``--dry-run`` report: what an ingest would add, replace, leave unchanged and remove; writes nothing."""
+    from assistant.rag import store as st
+    from corpora import sha256_of
+
+    report = IngestReport(settings.collection, chroma_url or str(settings.store_dir), dry_run=True)
+    report.files.extend(problems)
+    records = _stored_records(st.load_docstore(st.docstore_path(settings, chroma_url)))
+    for path in pdfs:
+        name = file_key(path)
+        try:
+            sha = sha256_of(path)
+        except OSError as exc:
+            report.files.append(FileResult(name, "failed", str(_unreadable(exc)), str(path)))
+            continue
+        record = None if rebuild else records.get(name)
+        if record is None:
+            status = "to add"
+        else:
+            status = "unchanged" if record.get("file_sha256") == sha else "to replace"
+        report.files.append(FileResult(name, status, "dry run", str(path)))
+    if rebuild:  # the rebuilt store holds the inputs only
+        listed = {file_key(p) for p in pdfs}
+        gone = sorted(set(records) - listed)
+    else:
+        gone = prune_candidates(paths, pdfs, specialty, records) if prune else []
+    for name in gone:
+        chunks = int(records[name].get("chunks", 0))
+        report.files.append(FileResult(name, "to remove", "dry run", chunks_removed=chunks))
     return report
 
 
 def _ingest_file(
     path: Path,
+    name: str,
     sha: str,
     meta: dict,
     pipeline,
@@ -343,10 +399,13 @@ def _ingest_file(
     result: FileResult,
     show_progress: bool = False,
 ) -> None:
-    """Add or refresh one PDF; fills ``result``. Raises PdfError before anything is written."""
+    """Add or refresh one PDF stored as ``name``; fills ``result``. Raises PdfError before anything is written.
+
+    A changed file's old chunks are deleted before the new ones are added: Chroma's ``add()`` ignores ids it
+    already holds, so a chunk id reused by the new version would otherwise keep its old text.
+    """
     from llama_index.core import Document
 
-    name = path.name
     record = docstore.get_document(FILE_PREFIX + name, raise_error=False)
     if record is not None and record.metadata.get("file_sha256") == sha:
         if collection.get(where={"file_sha256": sha}, limit=1, include=[])["ids"]:
@@ -354,7 +413,10 @@ def _ingest_file(
             result.pages = record.metadata.get("pages", 0)
             result.chunks_unchanged = record.metadata.get("chunks", 0)
             return
-    pdf = read_pdf(path)  # raises PdfError: nothing written yet
+    try:
+        pdf = read_pdf(path)  # raises PdfError: nothing written yet
+    except OSError as exc:
+        raise _unreadable(exc) from exc
     before = _count_file(name, collection)
     docs = []
     for page in pdf.pages:
@@ -375,10 +437,8 @@ def _ingest_file(
                 excluded_llm_metadata_keys=list(META_FIELDS),  # and count only text tokens in chunk_size
             )
         )
-    old_pages = set(record.metadata.get("page_numbers", [])) if record is not None else set()
-    for number in old_pages - {p.number for p in pdf.pages}:  # pages gone from the new version
-        pipeline.vector_store.delete(page_doc_id(name, number))
-        docstore.delete_document(page_doc_id(name, number), raise_error=False)
+    if before or record is not None:  # a new version (or chunks a lost record left behind): start clean
+        _remove_file(name, collection, docstore)
     nodes = pipeline.run(documents=docs, store_doc_text=False, show_progress=show_progress)
     after = _count_file(name, collection)
     # file record last: it claims the file is complete
@@ -389,7 +449,8 @@ def _ingest_file(
                 text="",
                 metadata={
                     "file_sha256": sha,
-                    "path": str(path),
+                    "path": str(path.resolve()),
+                    "specialty": meta["specialty"],
                     "pages": len(pdf.pages),
                     "page_numbers": [p.number for p in pdf.pages],
                     "chunks": after,

@@ -13,6 +13,7 @@ the 1-based page number as text.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -188,4 +189,7 @@ def _title(reader, path: Path) -> str:
     except Exception:
         title = ""
     title = str(title).strip()
-    return title if len(title) > 3 else path.stem.replace("_", " ")
+    if len(title) > 3:
+        return title
+    # a name that is not UTF-8 (bytes as surrogates) is written with \xNN escapes, which Chroma can store
+    return os.fsencode(path.stem).decode("utf-8", "backslashreplace").replace("_", " ")

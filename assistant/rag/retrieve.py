@@ -11,6 +11,10 @@ In both modes the ranked chunks are then collapsed to one per page (the best-ran
 a citation names a page, so a second chunk of a cited page only takes the slot of another page. On the pregnancy
 page questions this raised hybrid recall@5 from 0.94 to 0.96 and MRR@5 from 0.74 to 0.76 (docs/results.md, ingest and retrieval).
 
+Before each query the retriever reads the store's generation counter (:mod:`assistant.rag.store`); when an ingest
+or a ``--rebuild`` (in this or another process) changed it, the retriever reopens the collection and its BM25
+index, so dense and BM25 hits come from the same, current store.
+
 In both modes ``Hit.score`` is the cosine similarity between the query and the chunk embeddings (higher is
 better), so one threshold (``settings.min_score``) means the same whichever mode ranked the hits.
 ``DEFAULT_MODE`` is the mode that won ``benchmarks/retrieval_bench.py`` (docs/results.md).
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -37,6 +42,7 @@ MODES = ("dense", "hybrid")
 DEFAULT_MODE = "hybrid"  # pregnancy page questions: hybrid wins recall@1 and MRR@5 (docs/results.md)
 CANDIDATES = 30  # per retriever, before fusion
 RRF_K = 60
+SWAP_RETRIES = 20  # x 0.1 s: how long a query waits for a --rebuild's swap to finish
 
 
 @dataclass
@@ -94,10 +100,25 @@ def one_per_page(hits: list[Hit]) -> list[Hit]:
 class Retriever:
     """Embedding model + collection (+ BM25 index in hybrid mode), loaded once and reused per query."""
 
-    def __init__(self, settings: Settings, collection, embed_model, mode: str = DEFAULT_MODE) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        collection,
+        embed_model,
+        mode: str = DEFAULT_MODE,
+        *,
+        chroma_url: str | None = None,
+        follow_store: bool = True,
+    ) -> None:
+        """``follow_store``: reopen when the store's generation changes (False: keep ``collection`` as given)."""
+        from assistant.rag.store import store_generation
+
         if mode not in MODES:
             raise ValueError(f"Unknown retrieval mode {mode!r}; use one of {MODES}.")
         self.settings, self.collection, self.embed_model, self.mode = settings, collection, embed_model, mode
+        self.chroma_url, self.follow_store = chroma_url, follow_store
+        self._generation = (collection.id, store_generation(collection))
+        self._client = None  # opened on the first refresh, reopened fresh when the store changed
         self._bm25 = None
         self._bm25_count = -1
         self._lock = threading.Lock()
@@ -121,7 +142,48 @@ class Retriever:
         from assistant.rag.store import open_collection
 
         collection = open_collection(settings, chroma_url=chroma_url)
-        return cls(settings, collection, load_index_embedder(None, settings), mode or DEFAULT_MODE)
+        return cls(
+            settings,
+            collection,
+            load_index_embedder(None, settings),
+            mode or DEFAULT_MODE,
+            chroma_url=chroma_url,
+        )
+
+    def refresh(self) -> bool:
+        """Reopen the collection when its generation (or, after a ``--rebuild``, its id) changed.
+
+        Returns:
+            True when the retriever reopened the store.
+
+        Raises:
+            StoreError: the store is gone or now refuses these settings (another embedding model).
+        """
+        from assistant.rag.store import StoreError, open_client, open_collection, store_generation
+
+        if not self.follow_store:
+            return False
+        with self._lock:
+            if self._client is None:
+                self._client = open_client(self.settings, self.chroma_url)
+            for attempt in range(SWAP_RETRIES):  # a --rebuild renames two collections: a brief gap
+                try:
+                    current = open_collection(self.settings, chroma_url=self.chroma_url, client=self._client)
+                    break
+                except StoreError:
+                    if attempt == SWAP_RETRIES - 1:
+                        raise
+                    time.sleep(0.1)
+            now = (current.id, store_generation(current))
+            if now == self._generation:
+                return False
+            # another process wrote: a fresh client reads its vectors (chroma-core/chroma#3792)
+            self._client = open_client(self.settings, self.chroma_url, fresh=True)
+            self.collection = open_collection(self.settings, chroma_url=self.chroma_url, client=self._client)
+            self._generation = (self.collection.id, store_generation(self.collection))
+            self._bm25, self._bm25_count = None, -1
+            logger.info("The store changed (generation %d); reopened it", self._generation[1])
+            return True
 
     def count(self) -> int:
         """Chunks in the collection."""
@@ -140,6 +202,7 @@ class Retriever:
             Hits with cosine-similarity scores; empty when the query is blank or the collection is empty.
         """
         top_k = top_k or self.settings.top_k
+        self.refresh()
         if not query.strip() or self.count() == 0:
             return []
         q = self.embed_query(query)

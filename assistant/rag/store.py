@@ -8,10 +8,16 @@ and ``chunk_overlap`` (tokens of the embedding model). Opening it with another e
 error naming both models and ``--rebuild`` (vectors of two models in one index give meaningless neighbours: the
 failure reported in chroma-core/chroma#1905 and run-llama/llama_index#10166). Distances are cosine
 (``hnsw.space = cosine``), so a hit's score ``1 - distance`` is the cosine similarity.
+
+It also holds ``generation``, a counter every ingest that changed the store raises (a ``--rebuild`` swaps in a new
+collection with the next number), so a reader in another process can tell that its open client is stale and reopen
+(the embedded client caches its index per process: chroma-core/chroma#3792). Writers hold the lock of
+:mod:`assistant.rag.lock`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -24,6 +30,8 @@ from assistant.errors import LlamaMdError
 logger = logging.getLogger(__name__)
 
 META_KEYS = ("embedding_model", "embedding_dim", "chunk_size", "chunk_overlap")
+GENERATION = "generation"
+REBUILD_SUFFIX = "__rebuild"  # a --rebuild builds into <collection>__rebuild, then swaps it in
 
 
 class StoreError(LlamaMdError, RuntimeError):
@@ -37,8 +45,11 @@ def ingest_command(settings: Settings) -> str:
     return "python -m ingest PATH_TO_PDFS"
 
 
-def open_client(settings: Settings, chroma_url: str | None = None):
+def open_client(settings: Settings, chroma_url: str | None = None, *, fresh: bool = False):
     """A Chroma client: ``HttpClient`` for ``chroma_url``, else ``PersistentClient(<home>/store)``.
+
+    ``fresh=True`` drops chromadb's per-process cache of embedded clients first, so the new client reads what
+    other processes wrote since this one opened the store (clients opened before keep working on their own).
 
     Raises:
         StoreError: ``chroma_url`` is malformed or the server does not answer its heartbeat.
@@ -67,6 +78,10 @@ def open_client(settings: Settings, chroma_url: str | None = None):
             ) from exc
         return client
     settings.store_dir.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
     return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
 
 
@@ -159,8 +174,52 @@ def open_collection(
     return collection
 
 
+def store_generation(collection) -> int:
+    """The collection's generation counter (0 for a store built before it existed)."""
+    return int((collection.metadata or {}).get(GENERATION, 0))
+
+
+def bump_generation(collection, to: int | None = None) -> int:
+    """Raise the generation counter (to ``to``, default: the current one plus 1); returns the new value."""
+    meta = dict(collection.metadata or {})
+    meta[GENERATION] = int(to) if to is not None else store_generation(collection) + 1
+    collection.modify(metadata=meta)
+    return meta[GENERATION]
+
+
+def swap_in(built, settings: Settings, built_docstore: Path, *, chroma_url: str | None = None, client=None):
+    """Make a finished ``--rebuild`` collection the settings' collection, with the next generation number.
+
+    The old collection is renamed aside, the built one renamed to the settings' name, then the old one and its
+    docstore are replaced; until the renames nothing of the old store has changed.
+
+    Returns:
+        The swapped-in collection (same object as ``built``, renamed).
+    """
+    from chromadb.errors import NotFoundError
+
+    client = client or open_client(settings, chroma_url)
+    name = settings.collection
+    try:
+        old = client.get_collection(name, embedding_function=None)
+    except (NotFoundError, ValueError):
+        old = None
+    bump_generation(built, (store_generation(old) if old is not None else 0) + 1)
+    aside = f"{name}__old"
+    if old is not None:
+        with contextlib.suppress(NotFoundError, ValueError):
+            client.delete_collection(aside)
+        old.modify(name=aside)
+    built.modify(name=name)
+    os.replace(built_docstore, docstore_path(settings, chroma_url))
+    if old is not None:
+        client.delete_collection(aside)
+    return built
+
+
 def drop_collection(settings: Settings, *, chroma_url: str | None = None, client=None) -> bool:
-    """Delete the collection and its docstore (``--rebuild``). Returns True when a collection was deleted."""
+    """Delete the collection and its docstore (a ``--rebuild``'s leftover build collection, an evaluation's own
+    store). Returns True when a collection was deleted."""
     from chromadb.errors import NotFoundError
 
     client = client or open_client(settings, chroma_url)
