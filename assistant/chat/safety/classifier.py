@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant.errors import LlamaMdError
+
 logger = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -39,7 +41,7 @@ VALIDATION_SHARE = 0.2
 GROUP_SIMILARITY = 0.85  # cosine: messages this close count as one wording and stay on one side of the split
 
 
-class SafetyDataError(ValueError):
+class SafetyDataError(LlamaMdError, ValueError):
     """A message file has a line that is not a valid message; the text names the line and the fix."""
 
 
