@@ -139,11 +139,12 @@ def load_screener(settings=None) -> Screener:
         ModelUnavailableError: the base embedder cannot be loaded (see ``assistant.models``).
     """
     from assistant import torch_thread
+    from assistant.models import embedder_path
 
+    key = embedder_path(settings=settings)  # cheap; the fingerprint (a sha256 of the data) is taken once
     with _LOCK:
-        folder, _ = torch_thread.run(build_classifier, settings)
-        key = str(folder)
         if key not in _SCREENERS:
+            folder, _ = torch_thread.run(build_classifier, settings)
             clf = torch_thread.run(FinetunedClassifier.from_folder, folder)
             _SCREENERS[key] = Screener(clf, torch_thread.run)
         return _SCREENERS[key]
