@@ -11,7 +11,7 @@ import pytest
 
 from assistant.adapters import AdapterError, AdapterInfo
 from assistant.chat.answer import NO_SUPPORT, Assistant, select_sources
-from assistant.chat.prompts import compose
+from assistant.prompts import compose
 from assistant.chat.safety.advice import GROUP_ADVICE
 from assistant.chat.safety.categories import MEDICAL
 from assistant.config import load_settings
@@ -179,7 +179,7 @@ def test_each_generation_stream_carries_its_own_stats(bot):
 
 
 def test_one_empty_question_check_for_every_front_end(bot):
-    from assistant.chat.prompts import EmptyQuestionError
+    from assistant.prompts import EmptyQuestionError
 
     with pytest.raises(EmptyQuestionError, match="The question is empty: type a question"):
         bot.ask("   ")

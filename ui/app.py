@@ -12,7 +12,7 @@ import streamlit as st
 
 from assistant.chat.answer import Assistant
 from assistant.chat.history import ChatHistory
-from assistant.chat.prompts import EmptyQuestionError
+from assistant.prompts import EmptyQuestionError
 from assistant.chat.safety import DISCLAIMER, emergency_banner
 from assistant.chat.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
 from assistant.config import load_settings

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 from assistant import torch_thread
 from assistant.chat.generation import Generator
-from assistant.chat.prompts import compose
+from assistant.prompts import compose
 from assistant.chat.safety import load_screener, screen_conversation
 from assistant.config import Settings
 
@@ -269,7 +269,7 @@ class Assistant:
         Screening, retrieval and composing happen here; generation starts when the stream is read.
 
         Raises:
-            EmptyQuestionError: the question is empty (checked by :func:`~assistant.chat.prompts.compose`).
+            EmptyQuestionError: the question is empty (checked by :func:`~assistant.prompts.compose`).
         """
         s, gen = self.settings, self.generator
         answer = Answer(

@@ -74,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> ChatConfig:
 def main(cfg: ChatConfig) -> int:
     """Answer each question (streamed, or one JSON object per line with ``as_json``)."""
     from assistant.chat.answer import Assistant
-    from assistant.chat.prompts import EmptyQuestionError
+    from assistant.prompts import EmptyQuestionError
     from assistant.chat.safety import DISCLAIMER
 
     bot = Assistant.from_settings(cfg.settings, cfg.adapter, use_rag=cfg.use_rag)

@@ -1,4 +1,4 @@
-"""Prompt composition: system prompt, numbered passages with file and page, trimmed history, the question.
+"""Prompt composition, shared by the chat and the fine-tuning data builders: system prompt, numbered passages with file and page, trimmed history, the question.
 
 Everything is fitted to a token budget: ``context_tokens - max_new_tokens``. The question and the system prompt
 always fit (a question longer than ``max_question_tokens`` is trimmed and flagged); passages go in by rank while
