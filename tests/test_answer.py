@@ -11,10 +11,10 @@ import pytest
 
 from assistant.adapters import AdapterError, AdapterInfo
 from assistant.chat.answer import NO_SUPPORT, Assistant, select_sources
-from assistant.prompts import compose
 from assistant.chat.safety.advice import GROUP_ADVICE
 from assistant.chat.safety.categories import MEDICAL
 from assistant.config import load_settings
+from assistant.prompts import compose
 from tests.helpers import REPO
 
 

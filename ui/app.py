@@ -12,11 +12,11 @@ import streamlit as st
 
 from assistant.chat.answer import Assistant
 from assistant.chat.history import ChatHistory
-from assistant.prompts import EmptyQuestionError
 from assistant.chat.safety import DISCLAIMER, emergency_banner
 from assistant.chat.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
 from assistant.config import load_settings
 from assistant.errors import LlamaMdError, report_unexpected
+from assistant.prompts import EmptyQuestionError
 
 st.set_page_config(page_title="llama-md", page_icon="🩺", layout="wide")
 

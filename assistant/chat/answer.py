@@ -20,10 +20,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 from assistant import torch_thread
+from assistant.chat.evidence import Evidence
 from assistant.chat.generation import Generator
-from assistant.prompts import compose
 from assistant.chat.safety import load_screener, screen_conversation
 from assistant.config import Settings
+from assistant.prompts import compose
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,14 @@ class Answer:
     stopped: bool = False
     model: str = ""
     adapter: str | None = None
+    evidence: list[Evidence] = field(default_factory=list)  # quoted sentences, best first (at most 3)
+    unsupported: list[dict] = field(
+        default_factory=list
+    )  # answer sentences whose quantity no passage supports
+    groundedness: float | None = (
+        None  # share of answer sentences supported by a cited passage; None: no passages
+    )
+    evidence_ms: float = 0.0
 
     @property
     def full_text(self) -> str:

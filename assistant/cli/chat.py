@@ -74,8 +74,8 @@ def config_from_args(args: argparse.Namespace) -> ChatConfig:
 def main(cfg: ChatConfig) -> int:
     """Answer each question (streamed, or one JSON object per line with ``as_json``)."""
     from assistant.chat.answer import Assistant
-    from assistant.prompts import EmptyQuestionError
     from assistant.chat.safety import DISCLAIMER
+    from assistant.prompts import EmptyQuestionError
 
     bot = Assistant.from_settings(cfg.settings, cfg.adapter, use_rag=cfg.use_rag)
     print(bot.describe().header(), file=sys.stderr)
