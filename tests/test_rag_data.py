@@ -142,7 +142,7 @@ def test_gold_position_varies_and_the_target_quotes_and_cites_it(data_dir):
         quote, n = match[1], int(match[2])
         positions[n] += 1
         assert 3 <= len(passages) <= 5 and 1 <= n <= len(passages)
-        assert passages[n - 1].text.startswith(quote)  # verbatim opening sentences of the gold passage
+        assert quote in passages[n - 1].text  # verbatim sentences of the gold passage
         assert len(quote.split()) <= MAX_TARGET_WORDS
         focus = question.split(" of ")[-1].removeprefix("What is (are) ").rstrip("?").strip()
         assert focus.lower() in passages[n - 1].text.lower()

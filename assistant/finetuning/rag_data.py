@@ -53,6 +53,9 @@ NEAR_DUPLICATE_JACCARD = 0.8
 templates ("What are the genetic changes related to X ?") reach 0.8 between different diseases."""
 MAX_SENTENCES = 3
 """Sentences of the gold passage the target quotes, at most."""
+NO_ANSWER_TEXT = "Human Phenotype Ontology provides the following list"
+"""GARD's symptom answers (2,243 of MedQuAD's 16,407) open with this sentence and hold the symptoms in a table:
+their opening answers nothing, so such rows are not used as gold (they still serve as distractors)."""
 MIN_SENTENCE_WORDS = 4
 """A punkt piece shorter than this ("Dr.", "(e.g.") is joined to the next one."""
 
@@ -109,6 +112,7 @@ class RagCounts:
     overlap: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     dropped_by: dict[str, int] = field(default_factory=dict)
+    no_answer_text: int = 0  # rows skipped as gold: empty opening, or GARD's symptom-table preamble
     pairs: int = 0
     abstain: int = 0
     gold_positions: dict[int, int] = field(default_factory=dict)
@@ -279,8 +283,8 @@ def _clean(text: str) -> str:
 
 def target_sentences(passage: str, max_words: int = MAX_TARGET_WORDS) -> str:
     """The first 1-:data:`MAX_SENTENCES` sentences of ``passage``, at most ``max_words`` words (a first sentence
-    longer than that is cut at ``max_words``). Sentences: llama-index's punkt splitter, with bullets (`` - ``)
-    as breaks."""
+    longer than that is cut at ``max_words``), after any leading sentences that restate a question. Sentences:
+    llama-index's punkt splitter, with bullets (`` - ``) as breaks."""
     from llama_index.core.node_parser.text.utils import split_by_sentence_tokenizer
 
     pieces = []
@@ -292,6 +296,8 @@ def target_sentences(passage: str, max_words: int = MAX_TARGET_WORDS) -> str:
             sentences[-1] = f"{sentences[-1]} {piece}"
         else:
             sentences.append(piece)
+    while sentences and sentences[0].endswith("?"):  # GARD answers open by restating the question
+        sentences.pop(0)
     chosen: list[str] = []
     for sentence in sentences[:MAX_SENTENCES]:
         if chosen and len(" ".join([*chosen, sentence]).split()) > max_words:
@@ -416,7 +422,8 @@ def build_rag_pairs(
         row = usable[i]
         gold = chunker(row["answer"])
         target = target_sentences(gold)
-        if not gold or not target:
+        if not gold or not target or NO_ANSWER_TEXT in gold:
+            counts.no_answer_text += 1
             continue
         k = rng.randint(lo, hi)
         # every 1/abstain_fraction-th pair abstains: the share is exact, not a binomial draw around it
