@@ -4,7 +4,8 @@
     # the embedded model, offline (ChatDoctor-5k from $LLAMA_MD_DATA_DIR/datasets/chatdoctor5k.json):
     llama-md finetune --preset smollm2-135m --max-samples 1000 --eval-samples 200
     # RAG task (RAFT): MedQuAD question + k numbered passages -> quote and cite [n], mixed with ChatDoctor
-    llama-md finetune --preset smollm2-135m --task rag --rag-samples 1200 --mix-samples 300 --eval-samples 100
+    # (800 + 200 pairs, max_seq_length 1024: ~36 min per epoch on 2 CPU cores; benchmarks/rag_data_stats.py)
+    llama-md finetune --preset smollm2-135m --task rag --rag-samples 800 --mix-samples 200 --eval-samples 50
     # a short smoke run
     llama-md finetune --max-samples 64 --eval-samples 16 --max-steps 10 --stop-prompts 8
     # Llama 3.2 1B (online, license accepted on the hub, HF_TOKEN set), on a GPU:
