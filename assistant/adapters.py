@@ -53,6 +53,8 @@ class AdapterInfo:
     """Maximum sequence length in training, tokens."""
     full_model: bool = False
     """True when ``adapter/`` is a full fine-tuned model rather than a LoRA adapter."""
+    task: str = "chat"
+    """Training task (``finetune --task``): chat, or rag (trained on the chat's numbered-passage prompts)."""
 
     def save(self, adapter_dir: Path) -> Path:
         path = Path(adapter_dir) / INFO_FILE

@@ -177,3 +177,11 @@ def to_pairs(dataset: Dataset) -> tuple[list[Pair], str]:
 
 def _text(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
+
+
+def medquad_key(row: dict) -> str:
+    """medquad.jsonl row -> its evaluation qid ``<collection no.>_<id>`` (ids repeat across collections).
+
+    The MedQuAD retrieval sample names its gold answers ``MQ_<qid>``; the RAG data builder drops those rows.
+    """
+    return f"{row['collection'].split('_', 1)[0]}_{row['id']}"

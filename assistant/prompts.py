@@ -55,6 +55,18 @@ def trim_to_tokens(text: str, max_tokens: int, count: Callable[[str], int]) -> t
     return " ".join(words[:lo]), True
 
 
+def user_turn(question: str, hits: Sequence) -> str:
+    """The user message for ``question`` with ``hits`` numbered 1..k (just the question when there are none).
+
+    The one place the passages' layout is written; :func:`compose` and the RAG fine-tuning data
+    (:mod:`assistant.finetuning.rag_data`) both call it, so training prompts are the chat's byte for byte.
+    """
+    if not hits:
+        return question
+    passages = "\n\n".join(format_passage(i, h) for i, h in enumerate(hits, 1))
+    return f"{PASSAGES_HEADER}\n{passages}\n\nQuestion: {question}"
+
+
 def compose(
     question: str,
     hits: Sequence,
@@ -110,11 +122,7 @@ def compose(
             break
         kept.insert(0, {"role": turn["role"], "content": turn["content"]})
         budget -= cost
-    if used:
-        passages = "\n\n".join(format_passage(i, h) for i, h in enumerate(used, 1))
-        user = f"{PASSAGES_HEADER}\n{passages}\n\nQuestion: {question}"
-    else:
-        user = question
+    user = user_turn(question, used)
     messages = [{"role": "system", "content": system_prompt}, *kept, {"role": "user", "content": user}]
     prompt_tokens = context_tokens - max_new_tokens - budget
     return Composition(messages, used, len(kept), question, trimmed, prompt_tokens)

@@ -3,6 +3,9 @@
     llama-md finetune --list-presets
     # the embedded model, offline (ChatDoctor-5k from $LLAMA_MD_DATA_DIR/datasets/chatdoctor5k.json):
     llama-md finetune --preset smollm2-135m --max-samples 1000 --eval-samples 200
+    # RAG task (RAFT): MedQuAD question + k numbered passages -> quote and cite [n], mixed with ChatDoctor
+    # (800 + 200 pairs, max_seq_length 1024: ~36 min per epoch on 2 CPU cores; benchmarks/rag_data_stats.py)
+    llama-md finetune --preset smollm2-135m --task rag --rag-samples 800 --mix-samples 200 --eval-samples 50
     # a short smoke run
     llama-md finetune --max-samples 64 --eval-samples 16 --max-steps 10 --stop-prompts 8
     # Llama 3.2 1B (online, license accepted on the hub, HF_TOKEN set), on a GPU:
@@ -34,6 +37,7 @@ from assistant.finetuning.config import (
     FROM_PRESET,
     LOSSES,
     PRECISIONS,
+    TASKS,
     FinetuneConfig,
     FinetuneConfigError,
 )
@@ -46,6 +50,7 @@ CHOICES = {
     "model_dtype": ("float32", "bfloat16", "float16"),
     "batching": BATCHING,
     "loss": LOSSES,
+    "task": TASKS,
 }
 #: Fields that are not flags of their own.
 HIDDEN = {"no_quantization": "set by --quantization none", "inject_nan_steps": "testing aid"}
@@ -74,7 +79,9 @@ class _ListPresets(argparse.Action):
 
 
 #: Fields whose command-line default comes from the settings (their docstrings say so).
-FROM_SETTINGS = ("dataset", "home", "seed")
+FROM_SETTINGS = ("dataset", "mix_dataset", "home", "seed")
+#: Default --dataset per --task, under ``$LLAMA_MD_DATA_DIR/datasets``.
+TASK_DATASETS = {"chat": "chatdoctor5k.json", "rag": "medquad.jsonl"}
 
 
 def _help(doc: str, field: dataclasses.Field) -> str:
@@ -145,7 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     """The run's FinetuneConfig: the flags given, over the preset, over the field defaults.
 
-    ``--dataset``, ``--home`` and ``--seed`` default to the settings (``$LLAMA_MD_DATA_DIR``, ``$LLAMA_MD_HOME``).
+    ``--dataset`` (per ``--task``, :data:`TASK_DATASETS`), ``--mix-dataset``, ``--home`` and ``--seed`` default to
+    the settings (``$LLAMA_MD_DATA_DIR``, ``$LLAMA_MD_HOME``).
 
     Raises:
         PresetError: unknown ``--preset`` (lists the valid ones).
@@ -160,8 +168,13 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     given.setdefault("seed", settings.seed)
     if given.get("quantization") == "none":
         given["quantization"], given["no_quantization"] = None, True
+    task = given.get("task", FinetuneConfig.task)
     if "dataset" not in given and settings.data_dir is not None:
-        given["dataset"] = str(settings.data_dir / "datasets" / "chatdoctor5k.json")
+        given["dataset"] = str(
+            settings.data_dir / "datasets" / TASK_DATASETS.get(task, TASK_DATASETS["chat"])
+        )
+    if task == "rag" and "mix_dataset" not in given and settings.data_dir is not None:
+        given["mix_dataset"] = str(settings.data_dir / "datasets" / TASK_DATASETS["chat"])
     if "dataset" not in given:
         raise FinetuneConfigError(
             "No --dataset given and LLAMA_MD_DATA_DIR is unset. Fix: --dataset FILE_OR_HUB_ID "

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.config import Settings
+from assistant.data import medquad_key
 from assistant.evaluation.suites import SETS
 
 logger = logging.getLogger(__name__)
@@ -71,11 +72,6 @@ def score(retriever, items: list[tuple[str, object]], key) -> dict:
 def pregnancy_items() -> list[tuple[str, tuple[str, int]]]:
     """The written page questions as ``[(question, (file, page))]``."""
     return [(r["question"], (r["file"], r["page"])) for r in _read(QUESTIONS)]
-
-
-def medquad_key(row: dict) -> str:
-    """medquad.jsonl row -> the sample's qid: ``<collection no.>_<id>`` (ids repeat across collections)."""
-    return f"{row['collection'].split('_', 1)[0]}_{row['id']}"
 
 
 def build_medquad(settings: Settings, data_dir: Path, distractors: int, seed: int) -> list[tuple[str, str]]:

@@ -24,6 +24,11 @@ QUANTIZATIONS = (None, "4bit", "8bit")
 LOSSES = ("auto", "fused", "model")
 BATCHING = ("padding-free", "packed", "padded")
 MODEL_DTYPES = (None, "float32", "bfloat16", "float16")
+TASKS = ("chat", "rag")
+RAG_MAX_SEQ_LENGTH = 1024
+"""--task rag's max_seq_length unless set: SmolLM2 renders 500 pairs (400 RAG with 3-5 passages of 128 embedding
+tokens + 100 ChatDoctor) to p95 809 / max 897 tokens, none truncated at 1024 and 65% at the preset's 512 (dry run in
+docs/results.md)."""
 #: Fields named as in :class:`~assistant.finetuning.presets.Preset`, taken from it when left unset (None).
 PRESET_FIELDS = (
     "r",
@@ -51,9 +56,27 @@ class FinetuneConfig:
     """Preset name (``--list-presets`` shows them); its values fill every field left unset."""
     model: str = ""
     """Base weights: hub id or local folder."""
+    task: str = "chat"
+    """chat: the dataset's question/answer pairs; rag: RAFT-style pairs (Zhang et al. 2024, arXiv 2403.10131) built
+    from a MedQuAD-like --dataset: the chat's prompt with k numbered passages, the target quoting and citing the
+    right one [n] or abstaining, mixed with --mix-samples pairs of --mix-dataset (assistant/finetuning/rag_data.py)."""
     dataset: str = ""
     """json / jsonl / csv / parquet / arrow file, saved dataset folder or hub id (command-line default:
+    ``$LLAMA_MD_DATA_DIR/datasets/chatdoctor5k.json``; with --task rag ``.../datasets/medquad.jsonl``)."""
+    rag_samples: int = 800
+    """--task rag: RAG pairs built from --dataset (fewer when fewer rows survive deduplication), before the split;
+    800 + 200 mixed pairs are ~518k tokens at max_seq_length 1024, ~36 min per epoch on 2 CPU cores."""
+    rag_top_k: int = 5
+    """--task rag: most passages per prompt; each prompt gets k in [min(3, rag_top_k), rag_top_k] (chat top_k: 5)."""
+    rag_chunk_size: int = 128
+    """--task rag: passage length, embedding-model tokens (the store's chunk_size is 254; see docs/results.md)."""
+    abstain_fraction: float = 0.15
+    """--task rag: share of RAG pairs without the gold passage, whose target says the passages do not cover it."""
+    mix_dataset: str = ""
+    """--task rag: patient-doctor pairs mixed in (command-line default:
     ``$LLAMA_MD_DATA_DIR/datasets/chatdoctor5k.json``)."""
+    mix_samples: int = 200
+    """--task rag: pairs taken from --mix-dataset, seeded (0: none)."""
     output_dir: Path = Path()
     """Run folder (default: ``<home>/runs/<preset>-<time>``)."""
     home: Path = Path(".llama-md")
@@ -69,7 +92,7 @@ class FinetuneConfig:
     specialty: str | None = None
     """Keep only questions closest to this specialty's corpus description (a ``corpora/*.toml`` name)."""
     max_seq_length: int | None = None
-    """Tokens per training sequence; longer ones are truncated and counted."""
+    """Tokens per training sequence; longer ones are truncated and counted (--task rag: 1024 unless set)."""
     r: int | None = None
     """LoRA rank."""
     lora_alpha: int | None = None
@@ -150,6 +173,16 @@ class FinetuneConfig:
         self.output_dir = Path(self.output_dir)
         self.home = Path(self.home)
         problems = []
+        if self.task not in TASKS:
+            problems.append(f"--task must be one of {TASKS}, got {self.task!r}")
+        if self.rag_samples <= 0 or self.rag_top_k < 2 or self.rag_chunk_size <= 0 or self.mix_samples < 0:
+            problems.append(
+                "--rag-samples and --rag-chunk-size must be > 0, --rag-top-k >= 2 (a gold passage and a "
+                f"distractor) and --mix-samples >= 0; got {self.rag_samples}, {self.rag_chunk_size}, "
+                f"{self.rag_top_k}, {self.mix_samples}"
+            )
+        if not 0 <= self.abstain_fraction < 1:
+            problems.append(f"--abstain-fraction must be in [0, 1), got {self.abstain_fraction}")
         if self.quantization not in QUANTIZATIONS:
             problems.append(f"--quantization must be 4bit, 8bit or none, got {self.quantization!r}")
         if self.precision not in PRECISIONS:
@@ -202,6 +235,8 @@ class FinetuneConfig:
         """
         chosen = get_preset(preset)
         values = {k: v for k, v in values.items() if v is not None}
+        if values.get("task") == "rag":  # k passages do not fit a chat preset's sequence length
+            values.setdefault("max_seq_length", max(RAG_MAX_SEQ_LENGTH, chosen.max_seq_length))
         for name in PRESET_FIELDS:
             values.setdefault(name, getattr(chosen, name))
         values.setdefault("target_modules", list(chosen.target_modules))

@@ -4,6 +4,7 @@ Steps (every drop is counted in :class:`DataCounts`):
 
 1. :func:`assistant.data.load_table` + :func:`assistant.data.to_pairs` (schema detection: instruction,
    chatbot, qa, prompt, messages; an unknown schema lists the columns and the known schemas).
+   With ``--task rag``: :func:`rag_task_pairs` (RAG pairs from MedQuAD + patient-doctor pairs, shuffled).
 2. Remove rows whose question or answer is empty, then exact duplicates of (question, answer).
 3. Optionally keep one specialty's questions (:func:`filter_specialty`).
 4. Seeded split: ``eval_samples`` rows (or ``eval_fraction``) held out, the rest capped at ``max_samples``.
@@ -60,8 +61,12 @@ class DataCounts:
     truncated: int = 0
     train_tokens: int = 0
     eval_tokens: int = 0
+    mixed: int = 0
+    rag: dict = field(
+        default_factory=dict
+    )  # --task rag: RagCounts (evaluation-overlap drops, abstain, positions)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict:
         return asdict(self)
 
 
@@ -258,6 +263,53 @@ def tokenize_pairs(
     return Dataset.from_dict({"input_ids": ids_col, "labels": labels_col}), truncated, tokens
 
 
+def rag_task_pairs(cfg, settings=None) -> tuple[list[Pair], int, dict]:
+    """``--task rag``: RAG pairs from ``cfg.dataset`` plus ``cfg.mix_samples`` pairs of ``cfg.mix_dataset``, shuffled.
+
+    Evaluation sets are read from ``settings.data_dir`` (else the dataset's grandparent folder when it holds
+    ``eval/``) and the project's ``assistant/evaluation/data``; see :mod:`assistant.finetuning.rag_data`.
+
+    Returns:
+        ``(pairs, mixed, rag_counts)``: the shuffled pairs, how many came from the mix dataset, and the RAG counts.
+
+    Raises:
+        RagDataError: MedQuAD file missing or nothing usable; DatasetError: unreadable mix dataset.
+    """
+    from pathlib import Path
+
+    from assistant.finetuning.rag_data import RagCounts, build_rag_pairs, load_eval_sets, load_medquad
+
+    data_dir = getattr(settings, "data_dir", None)
+    if data_dir is None and (Path(cfg.dataset).resolve().parents[1] / "eval").is_dir():
+        data_dir = Path(cfg.dataset).resolve().parents[1]
+    eval_sets = load_eval_sets(data_dir)
+    if not any(s.medquad_ids for s in eval_sets):
+        logger.warning(
+            "No MedQuAD evaluation set found under %s: RAG pairs are not deduplicated against it", data_dir
+        )
+    counts = RagCounts()
+    top_k = (min(3, cfg.rag_top_k), cfg.rag_top_k)
+    pairs = build_rag_pairs(
+        load_medquad(cfg.dataset),
+        cfg.rag_samples,
+        chunk_size=cfg.rag_chunk_size,
+        top_k_range=top_k,
+        abstain_fraction=cfg.abstain_fraction,
+        seed=cfg.seed,
+        eval_sets=eval_sets,
+        settings=settings,
+        counts=counts,
+    )
+    mixed: list[Pair] = []
+    if cfg.mix_samples:
+        mixed = clean_pairs(to_pairs(load_table(cfg.mix_dataset))[0], DataCounts())
+        random.Random(cfg.seed).shuffle(mixed)
+        mixed = mixed[: cfg.mix_samples]
+    pairs += mixed
+    random.Random(cfg.seed + 1).shuffle(pairs)
+    return pairs, len(mixed), asdict(counts)
+
+
 def prepare_data(cfg, tokenizer: PreTrainedTokenizerBase, end_of_turn: str, settings=None) -> PreparedData:
     """Load, clean, split and tokenize ``cfg.dataset`` for ``tokenizer`` (see the module docstring).
 
@@ -265,9 +317,13 @@ def prepare_data(cfg, tokenizer: PreTrainedTokenizerBase, end_of_turn: str, sett
         DatasetError: unreadable dataset or unknown schema (from :mod:`assistant.data`).
         DataPrepError: nothing left to train on, or the pre-flight end-of-turn check failed.
     """
-    table = load_table(cfg.dataset)
-    pairs, schema = to_pairs(table)
-    counts = DataCounts(rows=len(pairs))
+    if getattr(cfg, "task", "chat") == "rag":
+        pairs, mixed, rag = rag_task_pairs(cfg, settings)
+        schema, counts = "rag", DataCounts(rows=len(pairs), mixed=mixed, rag=rag)
+    else:
+        table = load_table(cfg.dataset)
+        pairs, schema = to_pairs(table)
+        counts = DataCounts(rows=len(pairs))
     if schema == "prompt" and "completion" not in table.column_names:
         raise DatasetError(
             f"{cfg.dataset} holds already-formatted 'prompt' text; completion-only loss needs the answer apart. "
@@ -308,6 +364,12 @@ def prepare_data(cfg, tokenizer: PreTrainedTokenizerBase, end_of_turn: str, sett
     logger.info("First example, loss-carrying tokens in [[...]]:\n%s", preview[-1200:])
     if counts.truncated:
         logger.warning(
-            "%d sequences longer than %d tokens were truncated", counts.truncated, cfg.max_seq_length
+            "%d sequences longer than %d tokens were truncated%s",
+            counts.truncated,
+            cfg.max_seq_length,
+            " (--task rag: a cut prompt loses passages; raise --max-seq-length or lower --rag-chunk-size / "
+            "--rag-top-k)"
+            if schema == "rag"
+            else "",
         )
     return PreparedData(train, evalset, eval_pairs, system, schema, counts, preview, fold)

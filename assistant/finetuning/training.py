@@ -284,6 +284,7 @@ def main(cfg: FinetuneConfig) -> dict:
         stop_tokens=[end_of_turn],
         max_seq_length=cfg.max_seq_length,
         full_model=cfg.full,
+        task=cfg.task,
     )
     if main_process:
         tokenizer.save_pretrained(adapter_dir)
@@ -307,6 +308,7 @@ def main(cfg: FinetuneConfig) -> dict:
     report = {
         "status": "completed",  # adapter="auto" serves only completed runs that pass select_adapter's checks
         "preset": cfg.preset,
+        "task": cfg.task,
         "base_model": cfg.model,
         "dataset": cfg.dataset,
         "eval_loss_before": before["eval_loss"],
