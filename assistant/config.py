@@ -139,6 +139,11 @@ class Settings:
         return self.home / "chats"
 
     @property
+    def uploads_dir(self) -> Path:
+        """PDFs added in the chat's sidebar; the page view opens files only here and in the corpus folders."""
+        return self.home / "uploads"
+
+    @property
     def logs_dir(self) -> Path:
         """Where the front-ends write the tracebacks of unexpected errors (``errors.log``)."""
         return self.home / "logs"

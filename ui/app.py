@@ -87,7 +87,7 @@ with st.sidebar:
         saved = []
         for upload in uploads:
             try:
-                saved.append(save_upload(upload.name, upload.getvalue(), settings.home / "uploads"))
+                saved.append(save_upload(upload.name, upload.getvalue(), settings.uploads_dir))
             except UploadError as exc:
                 st.error(str(exc))
         if saved:
