@@ -61,12 +61,13 @@ def embedder(settings):
 
 @pytest.fixture(scope="session")
 def ui_home(tmp_path_factory, settings):
-    """A home with a real Chroma store built from a small written PDF and an (untrained) LoRA adapter."""
+    """A home with a real Chroma store built from a small written PDF and an (untrained) LoRA adapter; the PDF lies
+    in the uploads folder, as one added in the chat's sidebar, so the chat can show its pages."""
     from assistant.rag.ingest import ingest_paths
 
     home = tmp_path_factory.mktemp("ui-home")
     local = make_settings(home, specialty="pregnancy")
-    pdf = write_pdf(home / "pdfs" / "nutrition_guide.pdf", PREGNANCY_PAGES)
+    pdf = write_pdf(local.uploads_dir / "nutrition_guide.pdf", PREGNANCY_PAGES)
     ingest_paths([pdf], local, specialty="pregnancy")
     make_adapter(local)
     return home

@@ -67,3 +67,120 @@ def test_empty_question_gets_the_one_message(app):
     assert [w.value for w in app.warning] == [
         "The question is empty: type a question about your health or the documents."
     ]
+
+
+IRON = "Daily oral iron and folic acid supplements are recommended for pregnant women to prevent maternal anaemia."
+
+
+def stored_answer(home, details: dict) -> str:
+    """A session whose answer (with ``details``) is already in the chat history; returns its id."""
+    from assistant.chat.history import ChatHistory
+
+    history = ChatHistory(home / "chats")
+    sid = history.new_session()
+    history.add(sid, "user", "How much iron should I take?")
+    source = {
+        "number": 1,
+        "file": "nutrition_guide.pdf",
+        "page": 1,
+        "page_label": "1",
+        "score": 0.61,
+        "text": "Nutrition in pregnancy. " + IRON,
+        "title": "",
+    }
+    history.add(sid, "assistant", "Take 6 mg of iron a week [1].", [source], details)
+    return sid
+
+
+def reload(home, monkeypatch, sid):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LLAMA_MD_HOME", str(home))
+    monkeypatch.setenv("LLAMA_MD_SPECIALTY", "pregnancy")
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["session"] = sid
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_reloaded_answer_shows_its_quote_as_plain_text_and_its_page_on_demand(ui_home, monkeypatch):
+    injected = IRON + " ![x](http://127.0.0.1:9/x.png) **bold**"
+    evidence = [
+        {
+            "number": 1,
+            "file": "nutrition_guide.pdf",
+            "page": 1,
+            "page_label": "1",
+            "title": "Nutrition guide",
+            "sentence": injected,
+            "score": 0.8,
+        }
+    ]
+    at = reload(ui_home, monkeypatch, stored_answer(ui_home, {"evidence": evidence, "groundedness": 0.83}))
+    message = at.chat_message[-1]
+    quote = f"From Nutrition guide, p. 1: \u201c{injected}\u201d"
+    assert [t.value for t in message.text][0] == quote  # st.text: no Markdown, the image stays text
+    assert not at.image
+    kinds = [node.type for node in message if node.type in ("markdown", "text")]
+    assert kinds[:2] == ["markdown", "text"]  # the answer first, the quote under it
+    assert any("supported: 83% of sentences" in m.value for m in message.markdown)
+
+    message.toggle(key="m1-quote0").set_value(True).run()
+    assert not at.exception, at.exception
+    (image,) = at.image
+    assert image.value[0].endswith(".png") and image.captions == [
+        "nutrition_guide.pdf, page 1 (quoted sentence highlighted)"
+    ]
+    assert len(list((ui_home / "cache" / "pages").rglob("p1-*.png"))) == 1
+
+
+def test_low_groundedness_leads_with_the_evidence_and_marks_unsupported_sentences(ui_home, monkeypatch):
+    details = {
+        "evidence": [
+            {
+                "number": 1,
+                "file": "nutrition_guide.pdf",
+                "page": 1,
+                "page_label": "1",
+                "title": "",
+                "sentence": IRON,
+                "score": 0.8,
+            }
+        ],
+        "groundedness": 0.0,
+        "unsupported": [
+            {"sentence": "Take 6 mg of iron a week.", "quantities": ["6 mg"], "replaced_by": None}
+        ],
+        "flags": ["low_groundedness"],
+    }
+    at = reload(ui_home, monkeypatch, stored_answer(ui_home, details))
+    message = at.chat_message[-1]
+    order = [node.type for node in message if node.type in ("alert", "markdown", "text")]
+    first_markdown = order.index("markdown")
+    assert "text" in order[:first_markdown]  # the quote above the answer
+    assert message.info[0].value.startswith("Few sentences of this answer are backed")
+    assert "From nutrition_guide.pdf, p. 1:" in message.text[0].value
+    assert message.warning[0].value.startswith("A number in these sentences is not in any passage")
+    assert any(t.value == "\u2022 \u201cTake 6 mg of iron a week.\u201d [6 mg]" for t in message.text)
+
+
+def test_a_source_outside_the_library_folders_says_so_instead_of_a_page(ui_home, monkeypatch):
+    sid = stored_answer(ui_home, {})
+    from assistant.chat.history import ChatHistory
+
+    history = ChatHistory(ui_home / "chats")
+    evil = {
+        "number": 1,
+        "file": "../../etc/passwd.pdf",
+        "page": 1,
+        "page_label": "1",
+        "title": "",
+        "sentence": "x",
+        "score": 0.5,
+    }
+    history.add(sid, "assistant", "Another answer.", [], {"evidence": [evil]})
+    at = reload(ui_home, monkeypatch, sid)
+    at.chat_message[-1].toggle(key="m2-quote0").set_value(True).run()
+    assert not at.exception and not at.image
+    assert "not a plain PDF file name" in at.chat_message[-1].warning[0].value

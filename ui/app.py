@@ -3,10 +3,17 @@
     streamlit run ui/app.py            # http://localhost:8501
 
 Models and the store load once per process (st.cache_resource); the chat lives in st.session_state.messages and
-in SQLite under $LLAMA_MD_HOME/chats, so a reload (same ?session= URL) keeps it.
+in SQLite under $LLAMA_MD_HOME/chats, so a reload (same ?session= URL) keeps it, quotes and badges included.
+
+Under each answer: the quoted evidence (plain text, never Markdown: it comes from PDFs), each quote and source
+with a "Show page" switch that renders the PDF page with the sentence highlighted (assistant/rag/render.py, cached
+under $LLAMA_MD_HOME/cache/pages), a groundedness badge, and a warning listing sentences whose numbers no passage
+supports. When groundedness is low the evidence comes first, above the answer.
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 import streamlit as st
 
@@ -17,6 +24,7 @@ from assistant.chat.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
 from assistant.config import load_settings
 from assistant.errors import LlamaMdError, report_unexpected
 from assistant.prompts import EmptyQuestionError
+from assistant.rag.render import find_pdf, render_page
 
 st.set_page_config(page_title="llama-md", page_icon="🩺", layout="wide")
 
@@ -112,11 +120,75 @@ st.title("llama-md")
 st.caption(DISCLAIMER)
 
 
-def show_sources(sources: list[dict]) -> None:
-    for src in sources:
+DETAILS = ("evidence", "groundedness", "unsupported", "flags")  # kept with each answer in the chat history
+LOW_GROUNDEDNESS = (
+    "Few sentences of this answer are backed by the library's passages, so the quoted evidence comes first: "
+    "rely on it rather than on the answer."
+)
+
+
+def show_page(file: str, page: int, label: str, sentence: str | None, key: str) -> None:
+    """A "Show page" switch; when on, the PDF page as an image with ``sentence`` highlighted (rendered once)."""
+    if not st.toggle(f"Show page {label}", key=key):
+        return
+    try:
+        png = render_page(
+            find_pdf(file, settings), page, highlight=sentence, cache_dir=settings.cache_dir / "pages"
+        )
+    except LlamaMdError as exc:
+        st.warning(str(exc))
+        return
+    except Exception as exc:  # noqa: BLE001 - one page that fails to render never breaks the chat
+        st.error(report_unexpected(exc, settings.logs_dir))
+        return
+    caption = f"{file}, page {label}" + (" (quoted sentence highlighted)" if sentence else "")
+    st.image(str(png), caption=caption, output_format="PNG")  # "auto" re-encodes as JPEG: blurred small print
+
+
+def show_evidence(evidence: list[dict], key: str) -> None:
+    """The quotes as plain text: 'From <title or file>, p. <label>: “sentence”', each with its page on demand."""
+    for i, ev in enumerate(evidence):
+        label = ev.get("page_label") or str(ev["page"])
+        st.text(f"From {ev.get('title') or ev['file']}, p. {label}: \u201c{ev['sentence']}\u201d")
+        show_page(ev["file"], ev["page"], label, ev["sentence"], f"{key}-quote{i}")
+
+
+def show_sources(sources: list[dict], evidence: list[dict], key: str) -> None:
+    """One expander per source: the passage (plain text) and its page, with the quote from that page marked."""
+    for i, src in enumerate(sources):
         label = src.get("page_label") or src["page"]
+        quote = next(
+            (e["sentence"] for e in evidence if (e["file"], e["page"]) == (src["file"], src["page"])), None
+        )
         with st.expander(f"[{src['number']}] {src['file']}, page {label} (score {src['score']:.2f})"):
-            st.write(src["text"])
+            st.text(src["text"])
+            show_page(src["file"], src["page"], str(label), quote, f"{key}-source{i}")
+
+
+def show_details(message: dict, key: str, top) -> None:
+    """What follows an answer's text (see the module docstring); with low groundedness the note and the quotes go
+    into ``top``, a container placed above the answer."""
+    evidence = message.get("evidence") or []
+    low = "low_groundedness" in (message.get("flags") or [])
+    if low:
+        with top:
+            st.info(LOW_GROUNDEDNESS)
+            show_evidence(evidence, key)
+    else:
+        show_evidence(evidence, key)
+    if message.get("groundedness") is not None:
+        share = f"supported: {message['groundedness']:.0%} of sentences"
+        st.badge(share, color="orange" if low else "green")
+    unsupported = message.get("unsupported") or []
+    if unsupported:
+        st.warning("A number in these sentences is not in any passage given to the model; check the quotes:")
+        for item in unsupported:
+            amounts = ", ".join(item.get("quantities") or [])
+            replaced = " (replaced by the quoted evidence)" if item.get("replaced_by") else ""
+            st.text(
+                f"\u2022 \u201c{item['sentence']}\u201d" + (f" [{amounts}]" if amounts else "") + replaced
+            )
+    show_sources(message.get("sources") or [], evidence, key)
 
 
 def ask(question: str, past: list[dict], adapter_on: bool):
@@ -132,27 +204,34 @@ def ask(question: str, past: list[dict], adapter_on: bool):
     )
 
 
-def answer_into(container, stream) -> dict:
-    """Stream one answer into ``container``; returns the assistant message to store."""
+def answer_into(container, stream, key: str) -> dict:
+    """Stream one answer into ``container``; returns the assistant message to store (``key``: its widgets')."""
     with container:
         if stream.answer.emergency:
             st.error(emergency_banner(stream.answer.screening), icon="🚨")
+        top = st.container()
         text = st.write_stream(stream)
         answer = stream.answer
-        sources = [vars(s) for s in answer.sources]
-        show_sources(sources)
+        message = {
+            "role": "assistant",
+            "content": text if isinstance(text, str) else answer.full_text,
+            "sources": [vars(s) for s in answer.sources],
+            "evidence": [asdict(e) for e in answer.evidence],
+            "groundedness": answer.groundedness,
+            "unsupported": answer.unsupported,
+            "flags": answer.flags,
+        }
+        show_details(message, key, top)
         st.caption(f"{answer.ttft_ms:.0f} ms to first token · {answer.tokens_per_s:.1f} tokens/s")
-    return {
-        "role": "assistant",
-        "content": text if isinstance(text, str) else answer.full_text,
-        "sources": sources,
-    }
+    return message
 
 
-for message in st.session_state.messages:
+for index, message in enumerate(st.session_state.messages):
     with st.chat_message(message["role"]):
+        top = st.container()
         st.markdown(message["content"])
-        show_sources(message.get("sources", []))
+        if message["role"] == "assistant":
+            show_details(message, f"m{index}", top)
 
 question = st.chat_input("Ask about symptoms, pregnancy, medicines...")
 if question is not None:
@@ -176,11 +255,14 @@ if question is not None:
                 left, right = st.columns(2)
                 left.markdown("**Base model**")
                 right.markdown("**Fine-tuned**")
-                answer_into(left, streams[0])
-                message = answer_into(right, streams[1])
+                key = f"m{len(st.session_state.messages)}"  # the index the stored answer gets
+                answer_into(left, streams[0], key + "-base")
+                message = answer_into(right, streams[1], key)
             else:
-                message = answer_into(st.container(), streams[0])
+                message = answer_into(st.container(), streams[0], f"m{len(st.session_state.messages)}")
         except Exception as exc:  # noqa: BLE001
             fail(exc, settings.logs_dir)
     st.session_state.messages.append(message)
-    history.add(session_id, "assistant", message["content"], message["sources"])
+    history.add(
+        session_id, "assistant", message["content"], message["sources"], {k: message[k] for k in DETAILS}
+    )
