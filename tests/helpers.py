@@ -281,8 +281,9 @@ def start_streamlit(home: Path, port: int, extra_env: dict | None = None) -> sub
     raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
 
 
-def ask_in_browser(url: str, question: str, source_pattern: str, screenshot: Path) -> str:
-    """Open the app, ask ``question``, wait for a source expander matching ``source_pattern``; returns page text."""
+def ask_in_browser(url: str, question: str, source_pattern: str, screenshot: Path, then=None) -> str:
+    """Open the app, ask ``question``, wait for a source expander matching ``source_pattern`` and open it; then
+    ``then(page)`` (a Playwright page) when given, before the screenshot. Returns the page's text."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -296,6 +297,8 @@ def ask_in_browser(url: str, question: str, source_pattern: str, screenshot: Pat
         page.get_by_text(re.compile(source_pattern)).first.wait_for(timeout=300_000)
         page.get_by_test_id("stChatMessage").last.get_by_text(re.compile(source_pattern)).first.click()
         page.wait_for_timeout(1000)
+        if then is not None:
+            then(page)
         page.screenshot(path=str(screenshot), full_page=True)
         text = page.inner_text("body")
         browser.close()
