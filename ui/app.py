@@ -160,7 +160,9 @@ def show_sources(sources: list[dict], evidence: list[dict], key: str) -> None:
         quote = next(
             (e["sentence"] for e in evidence if (e["file"], e["page"]) == (src["file"], src["page"])), None
         )
-        with st.expander(f"[{src['number']}] {src['file']}, page {label} (score {src['score']:.2f})"):
+        title = f"[{src['number']}] {src['file']}, page {label} (score {src['score']:.2f})"
+        # keyed and tracked, so an opened source stays open when the answer is redrawn from the history
+        with st.expander(title, key=f"{key}-source{i}-open", on_change="rerun"):
             st.text(src["text"])
             show_page(src["file"], src["page"], str(label), quote, f"{key}-source{i}")
 
