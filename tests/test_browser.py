@@ -30,6 +30,7 @@ def show_the_page(page, seen: dict) -> None:
     image.wait_for(timeout=120_000)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     seen["image_width"] = image.evaluate("img => img.naturalWidth")
+    image.evaluate("img => img.scrollIntoView({block: 'start'})")  # the screenshot shows the page's top
     seen["session"] = parse_qs(urlparse(page.url).query)["session"][0]
 
 
