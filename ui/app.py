@@ -185,7 +185,7 @@ def show_details(message: dict, key: str, top) -> None:
     if unsupported:
         st.warning("A number in these sentences is not in any passage given to the model; check the quotes:")
         for item in unsupported:
-            amounts = ", ".join(item.get("quantities") or [])
+            amounts = ", ".join(str(q) for q in item.get("quantities") or [])
             replaced = " (replaced by the quoted evidence)" if item.get("replaced_by") else ""
             st.text(
                 f"\u2022 \u201c{item['sentence']}\u201d" + (f" [{amounts}]" if amounts else "") + replaced
