@@ -132,7 +132,12 @@ def test_a_reloaded_answer_shows_its_quote_as_plain_text_and_its_page_on_demand(
     assert image.value[0].endswith(".png") and image.captions == [
         "nutrition_guide.pdf, page 1 (quoted sentence highlighted)"
     ]
-    assert len(list((ui_home / "cache" / "pages").rglob("p1-*.png"))) == 1
+    from assistant.rag.render import DEFAULT_SCALE, file_sha256, page_cache_path
+
+    pdf = ui_home / "uploads" / "nutrition_guide.pdf"
+    assert page_cache_path(
+        file_sha256(pdf), 1, injected, ui_home / "cache" / "pages", DEFAULT_SCALE
+    ).is_file()
 
 
 def test_low_groundedness_leads_with_the_evidence_and_marks_unsupported_sentences(ui_home, monkeypatch):
