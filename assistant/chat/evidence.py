@@ -165,7 +165,11 @@ def _punkt():
 
 
 def load_splitter() -> None:
-    """Import NLTK and load Punkt now (the chat does this while its models load, not on the first question)."""
+    """Import NLTK (loading Punkt) and bm25s now: the chat does this while its models load, so the first
+    question does not pay the ~2 s of imports."""
+    import bm25s  # noqa: F401
+    import Stemmer  # noqa: F401
+
     _punkt()
 
 
