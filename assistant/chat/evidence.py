@@ -106,8 +106,16 @@ class Evidence:
         return {k: data[k] for k in ("file", "page", "page_label", "sentence", "score")}
 
     def citation(self) -> str:
-        """``From <title or file>, p. <label>: “<sentence>”``, the line shown under an answer."""
-        return f"From {self.title or self.file}, p. {self.page_label or self.page}: “{self.sentence}”"
+        """``From <short title or file>, p. <label>: “<sentence>”``, the line shown under an answer."""
+        return f"From {short_title(self.title) or self.file}, p. {self.page_label or self.page}: “{self.sentence}”"
+
+
+def short_title(title: str) -> str:
+    """A document title cut before its subtitle or parenthesis, with its year: ``"WHO recommendations on maternal
+    health: guidelines ... (2025; ISBN ...)"`` -> ``"WHO recommendations on maternal health (2025)"``."""
+    head = re.split(r"\s*[:(]", title or "", maxsplit=1)[0].strip()
+    year = re.search(r"\b(?:19|20)\d{2}\b", title or "")
+    return f"{head} ({year.group()})" if head and year and year.group() not in head else head
 
 
 @dataclass
