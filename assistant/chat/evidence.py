@@ -33,6 +33,10 @@ Method, per answer:
    already quoted is below :data:`DUPLICATE_COSINE` (near-duplicates out).
 
 Cost: ``Answer.evidence_ms``; ``benchmarks/grounded_answer_bench.py`` prints its p50/p95 as time to evidence.
+Not yet measured on an idle machine: on this 2-core CPU shared with a fine-tuning run (load average 7-9), the step
+took p50 1.37 s, p95 2.44 s wall over 20 dev questions (top_k=5; a 13 ms question embedding took the same run's
+load), so whether it meets the 150 ms budget is open; the first stage exists because embedding all ~30 sentences
+cost 0.9-1.1 s there against 0.21 s for 8.
 Sentence vectors are cached (:func:`embed`), so the groundedness score at the end of the answer
 (:mod:`assistant.chat.groundedness`) does not embed the quoted candidates again.
 """
