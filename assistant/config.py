@@ -85,6 +85,10 @@ class Settings:
     """Prompt + answer token budget (capped by the model's context window); keeps CPU time to first token low."""
     max_question_tokens: int = 512
     """Longer questions are trimmed (the answer says so)."""
+    number_check: str = "replace"
+    """What happens to an answer sentence holding a quantity (dose, %, weeks, count) that no passage given to the
+    model states (assistant/chat/numbers.py): replace (by the best quoted evidence sentence), mark (kept, listed
+    as unsupported) or off."""
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
@@ -114,6 +118,10 @@ class Settings:
             )
         if self.repetition_penalty <= 0:
             problems.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.number_check not in ("replace", "mark", "off"):
+            problems.append(
+                f"number_check must be replace, mark or off, got {self.number_check!r} (LLAMA_MD_NUMBER_CHECK)"
+            )
         if problems:
             raise ConfigError("Invalid settings:\n  - " + "\n  - ".join(problems))
 

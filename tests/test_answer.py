@@ -96,6 +96,26 @@ def test_answer_cites_the_page_that_holds_the_answer(bot):
 def test_unsupported_question_says_so_and_cites_nothing(bot):
     answer = bot.ask("How do I replace the clutch on a diesel van?", seed=0).collect()
     assert "no_support" in answer.flags and answer.sources == [] and answer.full_text.startswith(NO_SUPPORT)
+    assert answer.evidence == [] and answer.groundedness is None and answer.shown_text == answer.full_text
+
+
+def test_the_answer_quotes_its_evidence_and_scores_its_groundedness(bot):
+    answer = bot.ask("What should I eat during the third trimester?", seed=0).collect()
+    assert answer.evidence and (answer.evidence[0].file, answer.evidence[0].page) == (
+        "nutrition_guide.pdf",
+        1,
+    )
+    assert "third trimester" in answer.evidence[0].sentence and answer.evidence_ms > 0
+    assert answer.ttft_ms > answer.evidence_ms
+    assert answer.groundedness is not None and 0.0 <= answer.groundedness <= 1.0
+    assert answer.generated_text and answer.shown_text.startswith(answer.full_text)
+    assert answer.shown_text.endswith(answer.evidence[-1].citation())
+    data = answer.to_json()
+    assert (
+        data["evidence"][0]["sentence"] == answer.evidence[0].sentence
+        and data["shown_text"] == answer.shown_text
+    )
+    assert data["unsupported"] == answer.unsupported and data["groundedness"] == round(answer.groundedness, 4)
 
 
 def test_red_flag_gets_the_emergency_message_before_the_answer(bot):
@@ -157,7 +177,11 @@ def test_chat_cli_json(ui_home):
     assert rows[1]["emergency"] and rows[1]["screening"]["stage"] in ("rules", "classifier", "both")
     assert rows[1]["answer"].startswith("This may be an emergency. Call your local emergency number")
     assert rows[0]["sources"][0]["file"] == "nutrition_guide.pdf" and rows[0]["sources"][0]["page"] == 2
-    assert set(rows[0]) >= {"answer", "emergency", "ttft_ms", "tokens_per_s"}
+    assert set(rows[0]) >= {"answer", "emergency", "ttft_ms", "tokens_per_s", "unsupported", "groundedness"}
+    assert rows[0]["evidence"][0]["file"] == "nutrition_guide.pdf" and rows[0]["evidence"][0]["page"] == 2
+    assert "breastf" in rows[0]["evidence"][0]["sentence"] and rows[0]["shown_text"].startswith(
+        rows[0]["answer"]
+    )
     assert "adapter:" in out.stderr and "The question is empty" in out.stderr
 
 

@@ -2,8 +2,12 @@
 
 safety screen of the recent user turns (rules + classifier, :mod:`assistant.chat.safety`) -> retrieve -> compose (system
 prompt, numbered passages, trimmed history, question) ->
-stream the generator -> pick the sources the answer relies on. :meth:`Assistant.ask` returns an
-:class:`AnswerStream`; reading it yields the notices, then the model's words, and fills its :class:`Answer`.
+quote evidence (:mod:`assistant.chat.evidence`: the passages' sentences that answer the question, chosen before
+the first token so a front-end can show them at once) -> stream the generator -> pick the sources the answer relies
+on -> the number check (:mod:`assistant.chat.numbers`, ``settings.number_check``) and the groundedness score
+(:mod:`assistant.chat.groundedness`). :meth:`Assistant.ask` returns an :class:`AnswerStream`; reading it yields the
+notices, then the model's words, and fills its :class:`Answer`. The number check and the groundedness notice change
+the answer only after the stream ends: front-ends show :attr:`Answer.shown_text` (or ``text``) once it is done.
 
 Citation rule: a source is listed when the answer cites its marker ``[n]``; when the answer cites none (small
 models rarely emit markers), the passages given to the model whose cosine similarity is at least
@@ -20,8 +24,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 from assistant import torch_thread
-from assistant.chat.evidence import Evidence
+from assistant.chat.evidence import Evidence, PassageSentences, load_splitter, select_evidence
 from assistant.chat.generation import Generator
+from assistant.chat.groundedness import LOW_GROUNDEDNESS, LOW_NOTICE, groundedness
 from assistant.chat.safety import load_screener, screen_conversation
 from assistant.config import Settings
 from assistant.prompts import compose
@@ -33,6 +38,7 @@ NO_SUPPORT = (
     "information without sources."
 )
 TRIMMED = "Your question was very long; only its beginning was used."
+REMOVED = "(A quantity the sources do not state was removed here.)"
 FALLBACK_MARGIN = 0.1
 FALLBACK_MAX = 3
 _MARKER = re.compile(r"\[(\d{1,2})\]")
@@ -53,8 +59,9 @@ class Source:
 
 @dataclass
 class Answer:
-    """Everything about one answer. ``text`` is the model's own words; ``notices`` are shown before them
-    (emergency advice, no supporting passage, question trimmed); :attr:`full_text` is both, as the user sees it."""
+    """Everything about one answer. ``text`` is the model's words after the number check (``generated_text``
+    before it); ``notices`` are shown before them (emergency advice, no supporting passage, question trimmed, low
+    groundedness); :attr:`full_text` is both; :attr:`shown_text` adds the quoted evidence, as the user reads it."""
 
     question: str
     text: str = ""
@@ -63,7 +70,7 @@ class Answer:
     emergency: bool = False
     flags: list[str] = field(
         default_factory=list
-    )  # red-flag categories found, "no_support", "question_trimmed", "no_store"
+    )  # red-flag categories, "no_support", "question_trimmed", "no_store", "unsupported_quantity", "low_groundedness"
     screening: dict = field(
         default_factory=dict
     )  # the red-flag screen: stage, category, categories, probability
@@ -82,19 +89,31 @@ class Answer:
     groundedness: float | None = (
         None  # share of answer sentences supported by a cited passage; None: no passages
     )
-    evidence_ms: float = 0.0
+    evidence_ms: float = 0.0  # time to select the evidence, ms (before the first token; part of ttft_ms)
+    generated_text: str = ""  # the model's words as generated, before the number check
 
     @property
     def full_text(self) -> str:
         """The answer as shown: each notice followed by a blank line, then the model's text."""
         return notice_prefix(self.notices) + self.text
 
+    @property
+    def shown_text(self) -> str:
+        """What the user reads: :attr:`full_text`, then one ``From <title>, p. <label>: “…”`` line per quote."""
+        quotes = "\n".join(e.citation() for e in self.evidence)
+        return self.full_text + ("\n\n" + quotes if quotes else "")
+
     def to_json(self) -> dict:
-        """The CLI's ``--json`` object: ``answer`` is :attr:`full_text`; sources without passage text."""
+        """The CLI's ``--json`` object: ``answer`` is :attr:`full_text`; sources without passage text;
+        ``evidence`` as ``[{"file", "page", "page_label", "sentence", "score"}]``; ``unsupported`` as
+        ``[{"sentence", "quantities", "replaced_by"}]``; ``groundedness`` in [0, 1] or None."""
         data = asdict(self)
-        data["answer"] = self.full_text
+        data["answer"], data["shown_text"] = self.full_text, self.shown_text
         data["sources"] = [{"file": s.file, "page": s.page, "score": round(s.score, 4)} for s in self.sources]
+        data["evidence"] = [e.to_json() for e in self.evidence]
+        data["groundedness"] = None if self.groundedness is None else round(self.groundedness, 4)
         data["ttft_ms"], data["tokens_per_s"] = round(self.ttft_ms, 1), round(self.tokens_per_s, 2)
+        data["evidence_ms"] = round(self.evidence_ms, 1)
         return data
 
 
@@ -116,6 +135,39 @@ def select_sources(text: str, passages: Sequence, min_score: float) -> list[Sour
         Source(n, h.file, h.page, h.page_label, float(h.score), h.text, getattr(h, "title", ""))
         for n, h in chosen
     ]
+
+
+def apply_number_check(answer: Answer, passages: Sequence, mode: str) -> None:
+    """Check ``answer.text``'s quantities against ``passages`` (:func:`assistant.chat.numbers.check_numbers`);
+    fill ``answer.unsupported`` and, with ``mode="replace"``, replace each such sentence in ``answer.text``: the
+    first by the best quote, ``(From <title>, p. <label>: “…”)``, the others (or all, without evidence) by
+    :data:`REMOVED`. ``mode="mark"`` keeps the text; ``"off"`` does nothing."""
+    from assistant.chat.numbers import check_numbers
+
+    if mode == "off" or not passages or not answer.text:
+        return
+    text, pieces, last, quoted = answer.text, [], 0, False
+    for check in check_numbers(text, [h.text for h in passages]):
+        if not check.unsupported:
+            continue
+        replaced_by = None
+        if mode == "replace":
+            if answer.evidence and not quoted:
+                replaced_by, quoted = f"({answer.evidence[0].citation()})", True
+            else:
+                replaced_by = REMOVED
+            pieces += [text[last : check.start], replaced_by]
+            last = check.end
+        answer.unsupported.append(
+            {
+                "sentence": check.sentence,
+                "quantities": [q.text for q in check.unsupported],
+                "replaced_by": replaced_by,
+            }
+        )
+    if answer.unsupported:
+        answer.flags.append("unsupported_quantity")
+    answer.text = "".join(pieces) + text[last:]
 
 
 class AnswerStream:
@@ -189,6 +241,7 @@ class Assistant:
     def _load(cls, settings: Settings, adapter, use_rag: bool) -> Assistant:
         generator = Generator.from_settings(settings, adapter)
         load_screener(settings)  # the red-flag classifier loads with the models, not on the first question
+        load_splitter()  # NLTK's import takes ~1.6 s: with the models, not on the first question
         retriever, store_error = None, ""
         if use_rag:
             from assistant.rag.retrieve import Retriever
@@ -309,6 +362,14 @@ class Assistant:
         answer.notices = [safety.message] if safety.emergency else []
         answer.notices += [NO_SUPPORT] if "no_support" in answer.flags else []
         answer.notices += [TRIMMED] if comp.question_trimmed else []
+        sentences = PassageSentences()
+        if comp.passages and self.retriever is not None:
+            started = time.perf_counter()
+            sentences = PassageSentences.from_passages(comp.passages)
+            answer.evidence = select_evidence(
+                comp.question, comp.passages, self.retriever.embed_model, sentences=sentences
+            )
+            answer.evidence_ms = (time.perf_counter() - started) * 1000
         generation = gen.stream(
             comp.messages,
             temperature=s.temperature if temperature is None else temperature,
@@ -327,9 +388,18 @@ class Assistant:
                 generated.append(piece)
                 yield piece
             stats = generation.stats
-            answer.text = "".join(generated).strip()
+            answer.text = answer.generated_text = "".join(generated).strip()
             answer.sources = select_sources(answer.text, comp.passages, s.min_score)
-            answer.ttft_ms = stats.ttft_s * 1000 + answer.retrieval_ms + answer.screen_ms
+            answer.ttft_ms = stats.ttft_s * 1000 + answer.retrieval_ms + answer.screen_ms + answer.evidence_ms
+            if sentences.sentences:
+                cited = [src.number for src in answer.sources] if _MARKER.search(answer.text) else []
+                answer.groundedness = groundedness(
+                    answer.generated_text, sentences, self.retriever.embed_model, cited
+                )
+                if answer.groundedness is not None and answer.groundedness < LOW_GROUNDEDNESS:
+                    answer.flags.append("low_groundedness")
+                    answer.notices.append(LOW_NOTICE)
+            apply_number_check(answer, comp.passages, s.number_check)
             answer.tokens_per_s, answer.new_tokens, answer.stopped = (
                 stats.tokens_per_s,
                 stats.new_tokens,

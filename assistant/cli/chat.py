@@ -28,6 +28,10 @@ JSON_KEYS = (
     "tokens_per_s",
     "flags",
     "adapter",
+    "evidence",
+    "unsupported",
+    "groundedness",
+    "shown_text",
 )
 
 
@@ -74,6 +78,7 @@ def config_from_args(args: argparse.Namespace) -> ChatConfig:
 def main(cfg: ChatConfig) -> int:
     """Answer each question (streamed, or one JSON object per line with ``as_json``)."""
     from assistant.chat.answer import Assistant
+    from assistant.chat.groundedness import LOW_NOTICE
     from assistant.chat.safety import DISCLAIMER
     from assistant.prompts import EmptyQuestionError
 
@@ -94,9 +99,20 @@ def main(cfg: ChatConfig) -> int:
             print(piece, end="", flush=True)
         answer = stream.answer
         print()
+        for item in answer.unsupported:
+            action = f"replaced by {item['replaced_by']}" if item["replaced_by"] else "kept, flagged"
+            print(f"  ! {', '.join(item['quantities'])}: not in the sources ({action})")
+        if "low_groundedness" in answer.flags:  # set once the stream ended, so not streamed with the notices
+            print(f"  {LOW_NOTICE}")
+        for quote in answer.evidence:
+            print(f"  {quote.citation()}")
         for src in answer.sources:
             print(f"  [{src.number}] {src.file}, p. {src.page_label or src.page} (score {src.score:.2f})")
-        print(f"  ({answer.ttft_ms:.0f} ms to first token, {answer.tokens_per_s:.1f} tokens/s)")
+        grounded = "" if answer.groundedness is None else f", groundedness {answer.groundedness:.2f}"
+        print(
+            f"  ({answer.ttft_ms:.0f} ms to first token, {answer.evidence_ms:.0f} ms to the evidence, "
+            f"{answer.tokens_per_s:.1f} tokens/s{grounded})"
+        )
     if not cfg.as_json:
         print(f"\n{DISCLAIMER}")
     return 0
