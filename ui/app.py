@@ -121,10 +121,6 @@ st.caption(DISCLAIMER)
 
 
 DETAILS = ("evidence", "groundedness", "unsupported", "flags")  # kept with each answer in the chat history
-LOW_GROUNDEDNESS = (
-    "Few sentences of this answer are backed by the library's passages, so the quoted evidence comes first: "
-    "rely on it rather than on the answer."
-)
 
 
 def show_page(file: str, page: int, label: str, sentence: str | None, key: str) -> None:
@@ -172,9 +168,8 @@ def show_details(message: dict, key: str, top) -> None:
     into ``top``, a container placed above the answer."""
     evidence = message.get("evidence") or []
     low = "low_groundedness" in (message.get("flags") or [])
-    if low:
+    if low:  # the answer's own notice says so; the quotes go above it
         with top:
-            st.info(LOW_GROUNDEDNESS)
             show_evidence(evidence, key)
     else:
         show_evidence(evidence, key)
@@ -212,11 +207,15 @@ def answer_into(container, stream, key: str) -> dict:
         if stream.answer.emergency:
             st.error(emergency_banner(stream.answer.screening), icon="🚨")
         top = st.container()
-        text = st.write_stream(stream)
+        slot = st.empty()
+        with slot:
+            st.write_stream(stream)
         answer = stream.answer
+        # the number check and the low-groundedness notice come after the stream: show the checked answer
+        slot.markdown(answer.full_text)
         message = {
             "role": "assistant",
-            "content": text if isinstance(text, str) else answer.full_text,
+            "content": answer.full_text,
             "sources": [vars(s) for s in answer.sources],
             "evidence": [asdict(e) for e in answer.evidence],
             "groundedness": answer.groundedness,

@@ -30,9 +30,7 @@ harder pairing sets the bar."""
 LOW_GROUNDEDNESS = 0.5
 """Below this share of supported sentences the answer is flagged ``low_groundedness`` and says so
 (:data:`LOW_NOTICE`): fewer than half of its sentences match anything in its sources."""
-LOW_NOTICE = (
-    "This answer is only partly supported by the sources; the quoted evidence below is what the sources say."
-)
+LOW_NOTICE = "This answer is only partly supported by the sources: rely on the quoted evidence, which is what they say."
 
 
 def support_scores(claims: Sequence[str], sentences: Sequence[str], embedder) -> np.ndarray:
