@@ -23,17 +23,19 @@ import os
 from pathlib import Path
 
 from assistant.evaluation.retrieval_suite import build_medquad, pregnancy_items, score
+from assistant.evaluation.suites import read_jsonl
+from assistant.rag.retrieve import MODES
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
-def pregnancy(settings) -> dict:
+def pregnancy(settings, modes) -> dict:
     from assistant.rag.retrieve import Retriever
 
     items = pregnancy_items()
     results = {}
-    for mode in ("dense", "hybrid"):
+    for mode in modes:
         retriever = Retriever.from_settings(settings, mode)
         retriever.retrieve("warm-up query", 1)  # loads the model (and builds BM25) outside the timings
         results[mode] = score(retriever, items, lambda h: (h.file, h.page))
@@ -41,15 +43,19 @@ def pregnancy(settings) -> dict:
     return results
 
 
-def medquad(settings, data_dir: Path, distractors: int) -> dict:
+def medquad(settings, data_dir: Path, distractors: int, modes, reuse: bool) -> dict:
     from dataclasses import replace
 
     from assistant.rag.retrieve import Retriever
 
     mq = replace(settings, collection="medquad-bench")
-    items = build_medquad(mq, data_dir, distractors, settings.seed)
+    if reuse:  # the store a previous run built with the same --medquad-distractors
+        rows = read_jsonl(data_dir / "eval/retrieval/medquad_q2a_sample500.jsonl")
+        items = [(r["question"], r["qid"]) for r in rows]
+    else:
+        items = build_medquad(mq, data_dir, distractors, settings.seed)
     results = {}
-    for mode in ("dense", "hybrid"):
+    for mode in modes:
         retriever = Retriever.from_settings(mq, mode)
         retriever.retrieve("warm-up query", 1)
         found = score(retriever, items, lambda h: h.file)
@@ -72,6 +78,14 @@ def main() -> None:
     parser.add_argument(
         "--medquad-distractors", type=int, default=500, help="extra answers in the MedQuAD store"
     )
+    parser.add_argument(
+        "--medquad-reuse",
+        action="store_true",
+        help="score the MedQuAD store an earlier run left in HOME (same --medquad-distractors) instead of rebuilding it",
+    )
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated retrieval modes (default: all of {MODES})"
+    )
     parser.add_argument("--skip-pregnancy", action="store_true", help="only MedQuAD")
     parser.add_argument("--out", type=Path, help="JSON results (default: HOME/retrieval_bench.json)")
     args = parser.parse_args()
@@ -81,13 +95,19 @@ def main() -> None:
     settings = load_settings({"home": str(args.home), "collection": args.collection}, environ={})
     out_path = args.out or args.home / "retrieval_bench.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"--modes: unknown {unknown}; use some of {MODES}")
     if not args.skip_pregnancy:
-        results["pregnancy"] = pregnancy(settings)
+        results["pregnancy"] = pregnancy(settings, modes)
     if args.medquad:
-        results["medquad"] = medquad(settings, args.medquad, args.medquad_distractors)
+        results["medquad"] = medquad(
+            settings, args.medquad, args.medquad_distractors, modes, args.medquad_reuse
+        )
     out_path.write_text(json.dumps(results, indent=2))
     for name, res in results.items():
-        for mode in ("dense", "hybrid"):
+        for mode in MODES:
             if mode in res:
                 r = {k: v for k, v in res[mode].items() if k != "misses"}
                 print(f"{name:>10} {mode:>6}: {r}")

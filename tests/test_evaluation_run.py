@@ -158,6 +158,7 @@ def test_quick_suite_smoke_run_through_the_answer_path(ui_home, data_dir, tmp_pa
     assert retrieval[0]["n"] == 49 and {c.split(" ")[0] for c in retrieval[0]["columns"]} == {
         "dense",
         "hybrid",
+        "convex",
     }
     assert sum(c.endswith("(answer path)") for c in retrieval[0]["columns"]) == 1
     safety = results["suites"]["safety"][0]

@@ -10,7 +10,14 @@ import pytest
 from assistant.config import load_settings
 from assistant.models import load_index_embedder
 from assistant.rag.ingest import ingest_paths
-from assistant.rag.retrieve import Hit, Retriever, one_per_page, reciprocal_rank_fusion, retrieve
+from assistant.rag.retrieve import (
+    Hit,
+    Retriever,
+    convex_fusion,
+    one_per_page,
+    reciprocal_rank_fusion,
+    retrieve,
+)
 from tests.helpers import TOPICS, topic_pages, write_pdf
 
 
@@ -30,7 +37,18 @@ def test_reciprocal_rank_fusion_rewards_agreement():
     assert reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "d"]]) == ["b", "c", "a", "d"]
 
 
-@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_convex_fusion_weighs_normalised_scores():
+    dense = {"a": 0.9, "b": 0.7, "c": 0.5}  # min-max: a 1, b 0.5, c 0
+    sparse = {"c": 10.0, "b": 6.0}  # / max: c 1, b 0.6, a (absent) 0
+    assert convex_fusion(dense, sparse, bm25_weight=0.0) == ["a", "b", "c"]
+    assert convex_fusion(dense, sparse, bm25_weight=1.0) == ["c", "b", "a"]
+    # w = 0.5: a 0.5, b 0.55, c 0.5 -> b first; a before c (stable on ties)
+    assert convex_fusion(dense, sparse, bm25_weight=0.5) == ["b", "a", "c"]
+    assert convex_fusion({}, sparse) == []
+    assert convex_fusion({"x": 0.4, "y": 0.4}, {}) == ["x", "y"]
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid", "convex"])
 def test_the_page_about_the_topic_comes_first_with_its_label(small_store, mode):
     r = Retriever.from_settings(small_store, mode)
     hits = r.retrieve("When is a pregnant woman given tetanus toxoid vaccination?", top_k=3)
@@ -46,11 +64,12 @@ def test_scores_are_cosine_similarities_in_both_modes(small_store):
     query = "calcium supplementation and pre-eclampsia"
     dense = Retriever.from_settings(small_store, "dense").retrieve(query, top_k=8)
     hybrid = Retriever.from_settings(small_store, "hybrid").retrieve(query, top_k=8)
+    convex = Retriever.from_settings(small_store, "convex").retrieve(query, top_k=8)
     model = load_index_embedder(None, small_store).model
     q = model.encode(query, normalize_embeddings=True)
-    texts = model.encode([h.text for h in dense + hybrid], normalize_embeddings=True)
+    texts = model.encode([h.text for h in dense + hybrid + convex], normalize_embeddings=True)
     expected = texts @ q
-    assert np.allclose([h.score for h in dense + hybrid], expected, atol=1e-3)
+    assert np.allclose([h.score for h in dense + hybrid + convex], expected, atol=1e-3)
     unrelated = Retriever.from_settings(small_store, "dense").retrieve(
         "quarterly tax filing for a company", 1
     )
@@ -101,3 +120,17 @@ def test_one_chunk_per_page_keeps_the_best_ranked_and_the_order():
 
     ranked = [hit("a.pdf", 3, "a3-1"), hit("a.pdf", 3, "a3-2"), hit("b.pdf", 3, "b3"), hit("a.pdf", 4, "a4")]
     assert [h.chunk_id for h in one_per_page(ranked)] == ["a3-1", "b3", "a4"]
+
+
+def test_convex_mode_reads_the_same_bm25_scores_as_the_bm25_retriever(small_store):
+    """The full-corpus BM25 scores the convex mode fuses equal the scores llama-index's retriever gives its top hits
+    (same tokenizer, same index), and a chunk without any query term scores 0."""
+    r = Retriever.from_settings(small_store, "convex")
+    query = "tetanus toxoid vaccination schedule"
+    bm25 = r._bm25_retriever()
+    top = bm25.retrieve(query)
+    scores = r._bm25_scores(bm25, query, r._bm25_rows)
+    assert top and all(np.isclose(scores[n.node.node_id], n.score, rtol=1e-5) for n in top)
+    assert max(scores.values()) == pytest.approx(top[0].score, rel=1e-5)
+    assert min(scores.values()) == 0.0
+    assert r._bm25_scores(bm25, "the and of", r._bm25_rows) == {}  # stop words only

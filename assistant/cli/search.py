@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.config import ConfigError, Settings, load_settings
+from assistant.rag.retrieve import DEFAULT_MODE, MODES
 
 
 @dataclass
@@ -34,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, help="passages per query (default: settings top_k = 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per query (default: text)")
     parser.add_argument(
-        "--mode", choices=("dense", "hybrid"), help="retrieval mode (default: the benchmark winner)"
+        "--mode",
+        choices=MODES,
+        help=f"retrieval mode, one of {MODES} (default: {DEFAULT_MODE}, the benchmark winner)",
     )
     parser.add_argument("--collection", help="Chroma collection (default: settings collection)")
     parser.add_argument("--chroma-url", help="Chroma server http://HOST:PORT (default: embedded store)")

@@ -1,4 +1,4 @@
-"""Retrieval suite: recall@k and MRR@5 of the project's Retriever, dense and hybrid.
+"""Retrieval suite: recall@k and MRR@5 of the project's Retriever, dense, hybrid and convex.
 
 Two sets, both variant-independent (retrieval does not depend on the adapter), one column per retrieval mode:
 
@@ -29,7 +29,7 @@ from assistant.evaluation.suites import SETS
 
 logger = logging.getLogger(__name__)
 
-MODES = ("dense", "hybrid")
+MODES = ("dense", "hybrid", "convex")  # assistant.rag.retrieve.MODES
 METRIC_KEYS = ("recall@1", "recall@5", "recall@10", "mrr@5")
 KS = (1, 5, 10)
 QUESTIONS = Path(__file__).resolve().parent / "data" / "pregnancy_questions.jsonl"
