@@ -31,8 +31,11 @@ DEFAULT_QUESTIONS = Path("assistant/evaluation/data/pregnancy_questions_2.jsonl"
 
 
 def normalize(text: str) -> str:
-    """NFKC, lower case, whitespace collapsed: how key phrases and answers are compared."""
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text or "")).strip().lower()
+    """How key phrases and answers are compared: NFKC; soft hyphens and pdfium's U+FFFE line-break marks removed;
+    unicode dashes as "-"; whitespace collapsed; lower case (the rule the set's key phrases were validated with)."""
+    text = unicodedata.normalize("NFKC", text or "").replace("\u00ad", "").replace("\ufffe", "")
+    text = re.sub(r"[\u2010-\u2015\u2212]", "-", text)
+    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def pct(values, q) -> float | None:

@@ -1,9 +1,13 @@
-"""Retrieval quality and latency, dense vs hybrid (dense + BM25, reciprocal-rank fusion).
+"""Retrieval quality and latency: dense, hybrid (dense + BM25, reciprocal-rank fusion) and convex (dense + BM25,
+weighted normalised scores; the default).
 
     # the pregnancy store built by benchmarks.ingest_bench (same --home), 49 written page questions:
     nice -n 5 .venv/bin/python -m benchmarks.retrieval_bench --home /tmp/bench-home
     # plus MedQuAD: a store of answers from ../shared/datasets/medquad.jsonl, 500 sample questions:
     nice -n 5 .venv/bin/python -m benchmarks.retrieval_bench --home /tmp/bench-home --medquad ../shared
+    # the held-out page questions (set 2, written without running retrieval; report only):
+    nice -n 5 .venv/bin/python -m benchmarks.retrieval_bench --home /tmp/bench-home \
+        --questions assistant/evaluation/data/pregnancy_questions_2.jsonl --out /tmp/set2.json
 
 Pregnancy: ``assistant/evaluation/data/pregnancy_questions.jsonl`` holds questions written about one page each
 ({question, file, page}); a question counts as found at k when a chunk of that page is among the first k hits.
@@ -22,7 +26,7 @@ import logging
 import os
 from pathlib import Path
 
-from assistant.evaluation.retrieval_suite import build_medquad, pregnancy_items, score
+from assistant.evaluation.retrieval_suite import QUESTIONS, build_medquad, pregnancy_items, score
 from assistant.evaluation.suites import read_jsonl
 from assistant.rag.retrieve import MODES
 
@@ -30,10 +34,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
-def pregnancy(settings, modes) -> dict:
+def pregnancy(settings, modes, questions: Path) -> dict:
     from assistant.rag.retrieve import Retriever
 
-    items = pregnancy_items()
+    items = pregnancy_items(questions)
     results = {}
     for mode in modes:
         retriever = Retriever.from_settings(settings, mode)
@@ -86,6 +90,12 @@ def main() -> None:
     parser.add_argument(
         "--modes", default=",".join(MODES), help=f"comma-separated retrieval modes (default: all of {MODES})"
     )
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        default=QUESTIONS,
+        help="page questions {question, file, page} (default: set 1; the held-out set 2 is QUESTIONS_2's file)",
+    )
     parser.add_argument("--skip-pregnancy", action="store_true", help="only MedQuAD")
     parser.add_argument("--out", type=Path, help="JSON results (default: HOME/retrieval_bench.json)")
     args = parser.parse_args()
@@ -100,7 +110,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--modes: unknown {unknown}; use some of {MODES}")
     if not args.skip_pregnancy:
-        results["pregnancy"] = pregnancy(settings, modes)
+        results["pregnancy"] = pregnancy(settings, modes, args.questions)
     if args.medquad:
         results["medquad"] = medquad(
             settings, args.medquad, args.medquad_distractors, modes, args.medquad_reuse
