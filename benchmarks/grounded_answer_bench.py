@@ -113,26 +113,28 @@ def main() -> None:
     settings = load_settings()
     rows = [json.loads(line) for line in args.questions.read_text().splitlines() if line.strip()]
     rows = rows[: args.limit] if args.limit else rows
-    summaries, all_rows = [], []
-    for adapter in args.adapter or ["none"]:
-        summary, out = run_variant(adapter, rows, settings, args.max_new_tokens)
-        summaries.append(summary)
-        all_rows += out
     print(f"\n{args.questions} ({len(rows)} questions), greedy, max_new_tokens {args.max_new_tokens}\n")
     print(
         "| variant | cited gold | correct (shown) | correct (generated) | unsupported qty before / after "
         "| groundedness p10/p50/p90 | TTFT p50/p95 ms | evidence p50/p95 ms |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for s in summaries:
+    print("|---|---|---|---|---|---|---|---|", flush=True)
+    all_rows = []
+    for adapter in args.adapter or [
+        "none"
+    ]:  # each variant's row is printed (and saved) as soon as it is done
+        s, out = run_variant(adapter, rows, settings, args.max_new_tokens)
         g = "/".join("-" if v is None else f"{v:.2f}" for v in s["groundedness"])
         print(
             f"| {s['variant']} | {s['cited_gold']:.2f} | {s['correct_shown']:.2f} | {s['correct_generated']:.2f} "
             f"| {s['unsupported_before']:.2f} / {s['unsupported_after']:.2f} | {g} "
-            f"| {s['ttft_ms'][0]:.0f}/{s['ttft_ms'][1]:.0f} | {s['evidence_ms'][0]:.0f}/{s['evidence_ms'][1]:.0f} |"
+            f"| {s['ttft_ms'][0]:.0f}/{s['ttft_ms'][1]:.0f} | {s['evidence_ms'][0]:.0f}/{s['evidence_ms'][1]:.0f} |",
+            flush=True,
         )
+        all_rows += out
+        if args.json_out:
+            args.json_out.write_text("".join(json.dumps(r) + "\n" for r in all_rows))
     if args.json_out:
-        args.json_out.write_text("".join(json.dumps(r) + "\n" for r in all_rows))
         print(f"\nper-question rows: {args.json_out}")
 
 
