@@ -55,7 +55,12 @@ def run_variant(adapter: str, rows: list[dict], settings, max_new_tokens: int) -
             row["question"], max_new_tokens=max_new_tokens
         )  # the passages ask() gave
         texts = [h.text for h in comp.passages]
-        after = [q.text for c in check_numbers(answer.text, texts) for q in c.unsupported] if texts else []
+        checked = (
+            answer.text
+        )  # after the check; the quotes it inserted are verbatim passages (their page label
+        for item in answer.unsupported:  # and title year are not in the passage text), so they are left out
+            checked = checked.replace(item["replaced_by"] or "\0", " ")
+        after = [q.text for c in check_numbers(checked, texts) for q in c.unsupported] if texts else []
         key = normalize(row["key_phrase"])
         out.append(
             {
@@ -67,12 +72,15 @@ def run_variant(adapter: str, rows: list[dict], settings, max_new_tokens: int) -
                 "correct_generated": key in normalize(answer.generated_text),
                 "unsupported_before": bool(answer.unsupported),
                 "unsupported_after": bool(after),
+                "unsupported_quantities": [item["quantities"] for item in answer.unsupported],
+                "quantities_after": after,
                 "groundedness": answer.groundedness,
                 "ttft_ms": round(answer.ttft_ms, 1),
                 "evidence_ms": round(answer.evidence_ms, 1),
                 "sources": [[s.file, s.page] for s in answer.sources],
                 "evidence": [e.to_json() for e in answer.evidence],
                 "generated_text": answer.generated_text,
+                "text": answer.text,
                 "shown_text": answer.shown_text,
             }
         )
