@@ -212,6 +212,9 @@ def test_task_rag_flags_parse_and_default_to_medquad_mixed_with_chatdoctor(tmp_p
     assert cfg.dataset == str(tmp_path / "datasets" / "medquad.jsonl")
     assert cfg.mix_dataset == str(tmp_path / "datasets" / "chatdoctor5k.json")
     assert cfg.max_seq_length == 1024  # k passages do not fit the preset's 512
+    # 8 sequences of ~600 tokens without activation checkpointing were OOM-killed at 21.7 GB: half the micro-batch,
+    # twice the accumulation (same effective batch), checkpointing on, unless the flags say otherwise
+    assert (cfg.batch_size, cfg.gradient_accumulation_steps, cfg.gradient_checkpointing) == (4, 2, True)
     chat = config_from_args(build_parser().parse_args(["finetune", "--home", str(tmp_path)]))
     assert (chat.task, chat.max_seq_length, chat.dataset.endswith("chatdoctor5k.json")) == ("chat", 512, True)
     with pytest.raises(SystemExit):

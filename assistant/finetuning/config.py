@@ -237,6 +237,12 @@ class FinetuneConfig:
         values = {k: v for k, v in values.items() if v is not None}
         if values.get("task") == "rag":  # k passages do not fit a chat preset's sequence length
             values.setdefault("max_seq_length", max(RAG_MAX_SEQ_LENGTH, chosen.max_seq_length))
+            # A padding-free batch of 8 RAG sequences is ~5,000 tokens: without activation checkpointing the first
+            # --task rag run grew to 21.7 GB and was OOM-killed at step ~45 on a 24 GB machine (docs/results.md).
+            values.setdefault("gradient_checkpointing", True)
+            if "batch_size" not in values and "gradient_accumulation_steps" not in values:
+                values["batch_size"] = max(1, chosen.batch_size // 2)  # same effective batch, half the tokens
+                values["gradient_accumulation_steps"] = chosen.gradient_accumulation_steps * 2
         for name in PRESET_FIELDS:
             values.setdefault(name, getattr(chosen, name))
         values.setdefault("target_modules", list(chosen.target_modules))
