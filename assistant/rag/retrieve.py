@@ -12,6 +12,8 @@ Three modes over the same collection:
   recall@1 from 0.71 to 0.78 and MRR@5 from 0.815 to 0.851 over ``hybrid`` (recall@5 0.96 -> 0.98), and on MedQuAD
   quick (500 answers) it keeps dense's figures where RRF loses them (recall@5 0.92 vs dense 0.93, hybrid 0.91;
   MRR@5 0.88 vs 0.88, 0.86 in a sweep with exact search; ``benchmarks/retrieval_bench.py --modes``).
+  On the held-out page questions (set 2, 68 questions written without running retrieval, never tuned on) convex
+  vs hybrid: recall@5 0.897 vs 0.868, recall@10 0.926 vs 0.912, MRR@5 0.650 vs 0.646, recall@1 0.485 vs 0.500.
 
 Tried on the same questions and not kept (scratch sweeps; the weights are one question = 0.02): reranking the fused
 candidates by sentence-level similarity (max over a chunk's sentences of cosine(query, sentence), alone, mixed
