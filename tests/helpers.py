@@ -303,3 +303,11 @@ def ask_in_browser(url: str, question: str, source_pattern: str, screenshot: Pat
         text = page.inner_text("body")
         browser.close()
     return text
+
+
+def passage(text: str, *, score: float = 0.7, file: str = "guide.pdf", page: int = 1, title: str = ""):
+    """A retrieval hit (:class:`assistant.rag.retrieve.Hit`) as the answer path receives it, for tests of what
+    happens after retrieval (evidence, number check)."""
+    from assistant.rag.retrieve import Hit
+
+    return Hit(text, score, file, page, str(page), "pregnancy", title, f"{file}:{page}")

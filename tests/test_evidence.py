@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from assistant.chat.evidence import PassageSentences, is_quotable, select_evidence, split_sentences
 from assistant.chat.groundedness import groundedness
 from assistant.config import load_settings
-
-
-@dataclass
-class Passage:
-    text: str
-    score: float = 0.7
-    file: str = "guide.pdf"
-    page: int = 1
-    page_label: str = "1"
-    title: str = ""
+from tests.helpers import passage
 
 
 def test_punkt_loads_its_trained_english_parameters_offline():
@@ -67,7 +56,7 @@ def test_near_duplicates_are_quoted_once_and_off_topic_sentences_not_at_all(embe
         "Mothers should start breastfeeding within the first hour after the birth. "
         "The clinic car park closes at nine in the evening every day."
     )
-    passages = [Passage(text), Passage(text, page=2, page_label="2")]
+    passages = [passage(text), passage(text, page=2)]
     quotes = select_evidence("When should breastfeeding start after birth?", passages, embedder)
     assert len(quotes) == 1 and "first hour" in quotes[0].sentence and quotes[0].cosine >= 0.3
     assert select_evidence("How do I replace a diesel van's clutch?", passages, embedder) == []
@@ -75,8 +64,8 @@ def test_near_duplicates_are_quoted_once_and_off_topic_sentences_not_at_all(embe
 
 def test_groundedness_is_the_share_of_answer_sentences_a_passage_supports(embedder):
     passages = [
-        Passage("Limit caffeine to 300 mg a day. Eat vegetables, fruit and whole grains every day."),
-        Passage("Severe headache with blurred vision needs urgent care at a health facility.", page=2),
+        passage("Limit caffeine to 300 mg a day. Eat vegetables, fruit and whole grains every day."),
+        passage("Severe headache with blurred vision needs urgent care at a health facility.", page=2),
     ]
     sentences = PassageSentences.from_passages(passages)
     answer = "You should limit caffeine to 300 mg each day. The moon orbits the earth once a month."

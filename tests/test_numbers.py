@@ -3,14 +3,13 @@ the answer-path test, which uses the bundled embedder)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from assistant.chat.answer import REMOVED, Answer, apply_number_check
 from assistant.chat.evidence import Evidence
 from assistant.chat.numbers import check_numbers, extract_quantities
 from assistant.config import ConfigError, Settings
+from tests.helpers import passage
 
 PASSAGE = (
     "Daily oral iron and folic acid supplementation with 30 mg to 60 mg of elemental iron and 400 µg (0.4 mg) "
@@ -60,16 +59,6 @@ def test_citations_list_numbers_ordinals_and_the_pronoun_one_are_not_quantities(
     assert [q.text for q in extract_quantities("Take one dose.")] == ["one dose"]
 
 
-@dataclass
-class Hit:
-    text: str
-    score: float = 0.8
-    file: str = "guide.pdf"
-    page: int = 3
-    page_label: str = "3"
-    title: str = "WHO guide (2025)"
-
-
 def quote() -> Evidence:
     return Evidence(1, "guide.pdf", 3, "3", "WHO guide (2025)", "Give vitamin K 1 mg once after birth.", 0.8)
 
@@ -78,7 +67,7 @@ def quote() -> Evidence:
 def test_the_setting_decides_what_happens_to_an_unsupported_sentence(mode):
     text = "Give vitamin K 5 mg daily [1]. Breastfeed for 6 months. Take 900 mg of iron."
     answer = Answer("q", text=text, evidence=[quote()])
-    apply_number_check(answer, [Hit(PASSAGE)], mode)
+    apply_number_check(answer, [passage(PASSAGE, score=0.8, page=3, title="WHO guide (2025)")], mode)
     if mode == "off":
         assert answer.unsupported == [] and answer.text == text
         return
