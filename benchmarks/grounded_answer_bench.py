@@ -43,7 +43,7 @@ def pct(values, q) -> float | None:
 
 
 def run_variant(adapter: str, rows: list[dict], settings, max_new_tokens: int) -> tuple[dict, list[dict]]:
-    from assistant.chat.answer import Assistant
+    from assistant.chat.answer import Assistant, number_check_context
     from assistant.chat.numbers import check_numbers
 
     bot = Assistant.from_settings(settings, None if adapter == "none" else adapter)
@@ -54,7 +54,7 @@ def run_variant(adapter: str, rows: list[dict], settings, max_new_tokens: int) -
         comp, _, _ = bot.compose_turn(
             row["question"], max_new_tokens=max_new_tokens
         )  # the passages ask() gave
-        texts = [h.text for h in comp.passages]
+        texts = number_check_context(row["question"], comp.passages) if comp.passages else []
         checked = (
             answer.text
         )  # after the check; the quotes it inserted are verbatim passages (their page label

@@ -84,3 +84,21 @@ def test_the_setting_decides_what_happens_to_an_unsupported_sentence(mode):
 def test_an_unknown_number_check_mode_is_refused_naming_the_setting():
     with pytest.raises(ConfigError, match="number_check must be replace, mark or off.*LLAMA_MD_NUMBER_CHECK"):
         Settings(number_check="fix")
+
+
+def test_a_number_from_the_question_or_a_page_header_is_not_unsupported():
+    hit = passage(PASSAGE, score=0.8, page=42, title="WHO guide (2025)")
+    answer = Answer("I am 12 weeks pregnant: how much iron?", text="At 12 weeks, see p. 42 of the guide.")
+    apply_number_check(answer, [hit], "replace")
+    assert answer.unsupported == [] and answer.text == "At 12 weeks, see p. 42 of the guide."
+    wrong = Answer("How much iron?", text="At 13 weeks, take iron.")
+    apply_number_check(wrong, [hit], "mark")
+    assert [u["quantities"] for u in wrong.unsupported] == [["13 weeks"]]
+
+
+def test_one_wrong_line_of_a_list_is_replaced_alone():
+    text = "Doses:\n- vitamin K 1 mg once\n- iron 900 mg\n- breastfeed for 6 months"
+    answer = Answer("q", text=text)
+    apply_number_check(answer, [passage(PASSAGE)], "replace")
+    assert [u["sentence"] for u in answer.unsupported] == ["- iron 900 mg"]
+    assert answer.text == f"Doses:\n- vitamin K 1 mg once\n{REMOVED}\n- breastfeed for 6 months"

@@ -18,6 +18,7 @@ from dataclasses import asdict
 import streamlit as st
 
 from assistant.chat.answer import Assistant
+from assistant.chat.evidence import Evidence
 from assistant.chat.history import ChatHistory
 from assistant.chat.safety import DISCLAIMER, emergency_banner
 from assistant.chat.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
@@ -144,9 +145,11 @@ def show_page(file: str, page: int, label: str, sentence: str | None, key: str) 
 def show_evidence(evidence: list[dict], key: str) -> None:
     """The quotes as plain text: 'From <title or file>, p. <label>: “sentence”', each with its page on demand."""
     for i, ev in enumerate(evidence):
-        label = ev.get("page_label") or str(ev["page"])
-        st.text(f"From {ev.get('title') or ev['file']}, p. {label}: \u201c{ev['sentence']}\u201d")
-        show_page(ev["file"], ev["page"], label, ev["sentence"], f"{key}-quote{i}")
+        quote = Evidence(**ev)
+        st.text(quote.citation())  # the CLI's and the number check's wording
+        show_page(
+            quote.file, quote.page, quote.page_label or str(quote.page), quote.sentence, f"{key}-quote{i}"
+        )
 
 
 def show_sources(sources: list[dict], evidence: list[dict], key: str) -> None:

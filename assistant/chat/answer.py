@@ -29,7 +29,7 @@ from assistant.chat.generation import Generator
 from assistant.chat.groundedness import LOW_GROUNDEDNESS, LOW_NOTICE, groundedness
 from assistant.chat.safety import load_screener, screen_conversation
 from assistant.config import Settings
-from assistant.prompts import compose
+from assistant.prompts import compose, format_passage
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,12 @@ def select_sources(text: str, passages: Sequence, min_score: float) -> list[Sour
     ]
 
 
+def number_check_context(question: str, passages: Sequence) -> list[str]:
+    """What the model was given that may state a number: the question and each passage as the prompt shows it
+    (``[n] file, p. label: text``), so "12 weeks" from the question or "p. 42" from a header is not "unsupported"."""
+    return [question] + [format_passage(i, h) for i, h in enumerate(passages, 1)]
+
+
 def apply_number_check(answer: Answer, passages: Sequence, mode: str) -> None:
     """Check ``answer.text``'s quantities against ``passages`` (:func:`assistant.chat.numbers.check_numbers`);
     fill ``answer.unsupported`` and, with ``mode="replace"``, replace each such sentence in ``answer.text``: the
@@ -147,7 +153,7 @@ def apply_number_check(answer: Answer, passages: Sequence, mode: str) -> None:
     if mode == "off" or not passages or not answer.text:
         return
     text, pieces, last, quoted = answer.text, [], 0, False
-    for check in check_numbers(text, [h.text for h in passages]):
+    for check in check_numbers(text, number_check_context(answer.question, passages)):
         if not check.unsupported:
             continue
         replaced_by = None

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -211,22 +212,25 @@ def is_quotable(sentence: str, *, last: bool = False) -> bool:
 
 class _VectorCache:
     """Sentence -> unit vector, per embedding model, the most recent :data:`CACHE_SENTENCES` kept. The groundedness
-    score at the end of an answer re-uses the vectors evidence selection computed before its first token."""
+    score at the end of an answer re-uses the vectors evidence selection computed before its first token. Shared by
+    every chat session's thread, so each read and write holds a lock."""
 
     def __init__(self, size: int) -> None:
-        self.size, self._items = size, OrderedDict()
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
 
     def get(self, key):
-        vector = self._items.get(key)
-        if vector is not None:
-            self._items.move_to_end(key)
-        return vector
+        with self._lock:
+            vector = self._items.get(key)
+            if vector is not None:
+                self._items.move_to_end(key)
+            return vector
 
     def put(self, key, vector) -> None:
-        self._items[key] = vector
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = vector
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 CACHE_SENTENCES = 4096
@@ -240,9 +244,9 @@ def embed(texts: Sequence[str], embedder) -> np.ndarray:
     ``embedder``: a SentenceTransformer (or the llama-index wrapper of one, whose ``.model`` is used).
     """
     model = getattr(embedder, "model", embedder)
-    keys = [(id(model), t) for t in texts]
-    missing = list(dict.fromkeys(t for k, t in zip(keys, texts, strict=True) if _CACHE.get(k) is None))
-    if missing:
+    found = {t: v for t in dict.fromkeys(texts) if (v := _CACHE.get((id(model), t))) is not None}
+    missing = [t for t in dict.fromkeys(texts) if t not in found]  # another session may evict meanwhile: the
+    if missing:  # vectors returned are the ones read or computed here, not a second read of the cache
         vectors = torch_thread.run(
             model.encode,
             missing,
@@ -253,9 +257,10 @@ def embed(texts: Sequence[str], embedder) -> np.ndarray:
         )
         for text, vector in zip(missing, np.asarray(vectors, dtype=np.float32), strict=True):
             _CACHE.put((id(model), text), vector)
+            found[text] = vector
     if not texts:
         return np.zeros((0, model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
-    return np.stack([_CACHE.get(k) for k in keys])
+    return np.stack([found[t] for t in texts])
 
 
 def bm25_scores(question: str, sentences: Sequence[str]) -> np.ndarray:

@@ -9,7 +9,7 @@
 word ("once", "twice", "thrice" = 1, 2, 3 times), with the unit that follows it when it is a known one (mass
 mg/g/µg/kg, IU, volume ml/l, %, time minutes/hours/days/weeks/months/years, "times", "doses"; spellings and
 abbreviations are normalised: mg = milligram(s), wk = week(s), mcg = µg, per cent = %). An answer's quantity is
-supported when each of its values occurs in the passages, and, where the answer gives a unit, occurs there with
+supported when each of its values occurs in what the model was given (the question and the numbered passages with their file names and page labels: :func:`assistant.chat.answer.number_check_context`), and, where the answer gives a unit, occurs there with
 the same unit or one convertible to it exactly (0.4 mg = 400 µg, 6 weeks = 42 days, 1 year = 12 months); a value
 without a unit ("eight contacts") is supported by the value anywhere in the passages ("8 contacts", "eight").
 
@@ -18,7 +18,8 @@ without a unit ("eight contacts") is supported by the value anywhere in the pass
 
 **Limits.** It checks that the value (and unit) exists somewhere in the passages, not that it is attached to the
 same drug, person or event: "60 mg of calcium" passes when the passages say "60 mg of iron". It does not read
-rates ("daily" vs "weekly"), comparisons ("more than 300 mg" vs "300 mg") or negation; a value written in words the
+rates ("daily" vs "weekly"), per-kg or concentration units ("15 mg/kg", "110 g/dL" are read as 15 mg and 110 g),
+WHO's space-separated thousands ("100 000" reads as 100 and 0), comparisons ("more than 300 mg" vs "300 mg") or negation; a value written in words the
 extractor does not know (fractions such as "half", "a dozen") is not checked. So it catches invented and changed
 numbers, the commonest error of the small generator, and is a floor, not a proof of correctness.
 """
@@ -221,7 +222,12 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the sentences of ``text`` (Punkt, the splitter evidence uses), start and end offsets."""
     from assistant.chat.evidence import _punkt
 
-    return list(_punkt().span_tokenize(text)) if text.strip() else []
+    spans = []  # Punkt splits at . ! ? only: each line of a list is a sentence of its own too
+    for start, end in _punkt().span_tokenize(text) if text.strip() else []:
+        spans += [
+            (start + m.start(), start + m.end()) for m in re.finditer(r"[^\n]*\S[^\n]*", text[start:end])
+        ]
+    return spans
 
 
 def check_numbers(text: str, passages: Sequence[str]) -> list[SentenceCheck]:
