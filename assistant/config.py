@@ -90,6 +90,31 @@ class Settings:
     model states (assistant/chat/numbers.py): replace (by the best quoted evidence sentence), mark (kept, listed
     as unsupported) or off."""
 
+    retention_days: int = 90
+    """Chats not written to for this many days are deleted when the chat starts (0 = keep forever)."""
+    upload_max_pages: int = 500
+    """Uploaded PDFs with more pages are refused (the largest curated guideline here has 208)."""
+    upload_max_chunks: int = 5000
+    """Ingesting one upload stops with an error past this many chunks (a PDF whose pages repeat one huge content
+    stream inflates to tens of thousands)."""
+    upload_timeout_s: float = 300.0
+    """Wall-clock limit for ingesting one upload, in seconds; the ingest process is killed past it."""
+    upload_max_memory_mb: int = 4096
+    """Address-space limit of the upload ingest process, MiB (RLIMIT_AS; the embedder alone maps ~1.5 GiB)."""
+    queue_max_waiting: int = 16
+    """Answers that may wait for the generator at once; one more is refused with "busy, try again"."""
+    generator_backend: str = "transformers"
+    """transformers (in-process, the default) or openai (any OpenAI-compatible server at generator_url: llama.cpp's
+    `python -m assistant serve`, vLLM). The prompt is still rendered here with generator_model's tokenizer and the
+    run's chat template, and sent to the completions endpoint."""
+    generator_url: str = ""
+    """Base URL of the OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (generator_backend = openai). The
+    API key comes from the environment: OPENAI_API_KEY."""
+    served_model: str = "llama-md"
+    """Model name the server serves the fine-tuned generator under (vLLM --lora-modules NAME=..., llama.cpp alias)."""
+    served_base_model: str = "llama-md-base"
+    """Model name of the base model on the server, used by compare mode."""
+
     def __post_init__(self) -> None:
         self.home = Path(self.home)
         if self.data_dir is not None and str(self.data_dir) != "":
@@ -121,6 +146,23 @@ class Settings:
         if self.number_check not in ("replace", "mark", "off"):
             problems.append(
                 f"number_check must be replace, mark or off, got {self.number_check!r} (LLAMA_MD_NUMBER_CHECK)"
+            )
+        if self.retention_days < 0:
+            problems.append(f"retention_days must be >= 0 (0 = keep forever), got {self.retention_days}")
+        for name in ("upload_max_pages", "upload_max_chunks", "upload_max_memory_mb", "queue_max_waiting"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)} (LLAMA_MD_{name.upper()})")
+        if self.upload_timeout_s <= 0:
+            problems.append(f"upload_timeout_s must be > 0, got {self.upload_timeout_s}")
+        if self.generator_backend not in ("transformers", "openai"):
+            problems.append(
+                f"generator_backend must be transformers or openai, got {self.generator_backend!r} "
+                "(LLAMA_MD_GENERATOR_BACKEND)"
+            )
+        elif self.generator_backend == "openai" and not self.generator_url:
+            problems.append(
+                "generator_backend = openai needs generator_url, e.g. http://127.0.0.1:8080/v1 "
+                "(LLAMA_MD_GENERATOR_URL; start one with `python -m assistant serve`)"
             )
         if problems:
             raise ConfigError("Invalid settings:\n  - " + "\n  - ".join(problems))
