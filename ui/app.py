@@ -1,9 +1,16 @@
 """llama-md chat: retrieval-grounded answers from the fine-tuned generator, with page citations.
 
-    streamlit run ui/app.py            # http://localhost:8501
+    streamlit run ui/app.py            # http://127.0.0.1:8501 (.streamlit/config.toml binds to loopback)
 
-Models and the store load once per process (st.cache_resource); the chat lives in st.session_state.messages and
-in SQLite under $LLAMA_MD_HOME/chats, so a reload (same ?session= URL) keeps it, quotes and badges included.
+Who is asking (assistant/chat/users.py): with an ``[auth]`` section in .streamlit/secrets.toml every visitor logs in
+through Streamlit's ``st.login`` (OIDC) and owns their chats and uploads; without one, the machine's user is the one
+owner (the README's "Running the chat"). The models, the store, the history and the request queue load once per
+process (``ChatService``, st.cache_resource); each chat is in SQLite under $LLAMA_MD_HOME/chats, owned, listed in the
+sidebar and deletable; a ``?session=`` URL of someone else's chat is refused. Uploads go to the uploader's own
+collection, ingested in a separate process with page, time and memory limits (assistant/rag/sandbox.py).
+
+Everything from PDFs, uploads and the model is shown as plain text (``st.text``), never as Markdown or HTML. An
+answer waits in a bounded queue (its place is shown) and stops generating when its page is closed or rerun.
 
 Under each answer: the quoted evidence (plain text, never Markdown: it comes from PDFs), each quote and source
 with a "Show page" switch that renders the PDF page with the sentence highlighted (assistant/rag/render.py, cached
@@ -13,15 +20,17 @@ supports. When groundedness is low the evidence comes first, above the answer.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict
 
 import streamlit as st
+from assistant.chat.queue import QueueFullError
 
-from assistant.chat.answer import Assistant
 from assistant.chat.evidence import Evidence
-from assistant.chat.history import ChatHistory
 from assistant.chat.safety import DISCLAIMER, emergency_banner
-from assistant.chat.uploads import MAX_UPLOAD_BYTES, UploadError, save_upload
+from assistant.chat.service import ChatService
+from assistant.chat.uploads import MAX_UPLOAD_BYTES
+from assistant.chat.users import local_user_id, oidc_user_id
 from assistant.config import load_settings
 from assistant.errors import LlamaMdError, report_unexpected
 from assistant.prompts import EmptyQuestionError
@@ -31,8 +40,34 @@ st.set_page_config(page_title="llama-md", page_icon="🩺", layout="wide")
 
 
 @st.cache_resource(show_spinner="Loading the model and the document store...")
-def load_assistant(home: str) -> Assistant:
-    return Assistant.from_settings(load_settings({"home": home}), "auto")
+def load_service(home: str) -> ChatService:
+    return ChatService.from_settings(load_settings({"home": home}))
+
+
+REFUSED = (
+    "This chat was not found: it does not exist, was deleted, or belongs to another user. Start a new chat."
+)
+
+
+def auth_configured() -> bool:
+    """True when .streamlit/secrets.toml has an ``[auth]`` section: then every visitor must log in (st.login)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file at all: single-user mode
+        return False
+
+
+def current_user() -> str:
+    """The owner id of this visitor (assistant/chat/users.py); shows the login page and stops when needed."""
+    if not auth_configured():
+        return local_user_id()
+    if not st.user.is_logged_in:
+        st.title("llama-md")
+        st.caption(DISCLAIMER)
+        st.button("Log in", on_click=st.login, type="primary")
+        st.stop()
+    claims = st.user.to_dict()
+    return oidc_user_id(str(claims.get("iss", "")), str(claims.get("sub", "")))
 
 
 def fail(exc: Exception, logs_dir=None) -> None:
@@ -46,29 +81,46 @@ try:
     settings = load_settings()
 except LlamaMdError as exc:  # a bad llama-md.toml or LLAMA_MD_* value
     fail(exc)
+user_id = current_user()
 try:
-    bot = load_assistant(str(settings.home))
+    service = load_service(str(settings.home))
 except Exception as exc:  # noqa: BLE001 - every error ends as one sentence on the page
     fail(exc, settings.logs_dir)
+bot, history = service.assistant, service.history
 
-history = ChatHistory(settings.chats_dir)
 session_id = st.query_params.get("session")
-if not session_id or not history.exists(session_id):
-    session_id = history.new_session()
+if session_id and not history.exists(session_id, owner=user_id):
+    st.error(REFUSED)  # someone else's (or a deleted) chat: no hint which, and the URL's text is not echoed
+    if st.button("Start a new chat", key="refused-new"):
+        st.query_params["session"] = history.new_session(user_id)
+        st.rerun()
+    st.stop()
+if not session_id:
+    session_id = history.new_session(user_id)
     st.query_params["session"] = session_id
 if st.session_state.get("session_id") != session_id:
     st.session_state.session_id = session_id
-    st.session_state.messages = history.messages(session_id)
+    st.session_state.messages = history.messages(session_id, owner=user_id)
 
-# Sidebar: what is loaded, and the settings ----------------------------------------------------------------
+# Sidebar: who, what is loaded, the settings, the chats, the uploads ----------------------------------------
+def delete_my_data() -> None:
+    chats, files = service.delete_user_data(user_id)
+    st.session_state.pop("session_id", None)
+    st.query_params.clear()
+    st.toast(f"Deleted {chats} chat(s) and {files} uploaded file(s).")
+
+
 with st.sidebar:
     st.header("llama-md")
+    if auth_configured():
+        st.text(f"Signed in as {st.user.get('email') or st.user.get('name') or 'you'}")
+        st.button("Log out", on_click=st.logout)
     loaded = bot.describe()
-    st.markdown(f"**Specialty:** {loaded.specialty or 'not chosen'}")
-    st.markdown(f"**Model:** `{loaded.model}`")
-    st.markdown(f"**Adapter:** `{loaded.run or 'none'}`")
+    st.text(f"Specialty: {loaded.specialty or 'not chosen'}")
+    st.text(f"Model: {loaded.model}")
+    st.text(f"Adapter: {loaded.run or 'none'}")
     if loaded.chunks is not None:
-        st.markdown(f"**Library:** {loaded.chunks} passages")
+        st.text(f"Library: {loaded.chunks} passages")
     for hint in loaded.hints:
         st.info(hint)
     top_k = st.slider("top_k (passages)", 1, 10, settings.top_k)
@@ -80,11 +132,32 @@ with st.sidebar:
     compare = st.toggle(
         "Compare base vs fine-tuned", value=False, disabled=not loaded.has_adapter, key="compare"
     )
-    if st.button("New chat"):
-        st.query_params["session"] = history.new_session()
-        st.rerun()
 
-    st.subheader("Add PDFs to the library")
+    st.subheader("Your chats")
+    if st.button("New chat"):
+        st.query_params["session"] = history.new_session(user_id)
+        st.rerun()
+    for chat in history.sessions(user_id):
+        if not chat.n_messages and chat.id != session_id:
+            continue
+        here = chat.id == session_id
+        label = ("▸ " if here else "") + (chat.title or "New chat")
+        if st.button(label, key=f"chat-{chat.id}", disabled=here):
+            st.query_params["session"] = chat.id
+            st.rerun()
+    if st.button("Delete this chat", key="delete-chat"):
+        history.delete(session_id, owner=user_id)
+        st.query_params["session"] = history.new_session(user_id)
+        st.rerun()
+    with st.expander("Delete my data"):
+        st.text("Deletes all your chats and every file you uploaded. This can't be undone.")
+        sure = st.checkbox("Yes, delete everything of mine", key="delete-sure")
+        st.button("Delete my data", key="delete-all", disabled=not sure, on_click=delete_my_data)
+    if settings.retention_days:
+        st.caption(f"Chats not used for {settings.retention_days} days are deleted.")
+
+    st.subheader("Your documents")
+    st.caption("PDFs you add are searched for your questions only, and cited as your document.")
     uploads = st.file_uploader(
         "PDF files",
         type=["pdf"],
@@ -92,30 +165,14 @@ with st.sidebar:
         max_upload_size=MAX_UPLOAD_BYTES // 2**20,
         key="uploads",
     )
-    if uploads and st.button("Ingest uploaded PDFs", key="ingest"):
-        saved = []
-        for upload in uploads:
-            try:
-                saved.append(save_upload(upload.name, upload.getvalue(), settings.uploads_dir))
-            except UploadError as exc:
-                st.error(str(exc))
-        if saved:
-            from assistant.rag.ingest import ingest_paths
+    if uploads and st.button("Add to my documents", key="ingest"):
+        from assistant.rag.sandbox import add_uploads
 
-            bar = st.progress(0.0, text="Ingesting...")
-            try:
-                report = ingest_paths(
-                    saved,
-                    settings,
-                    specialty=settings.specialty or "uploads",
-                    wait=False,  # a CLI ingest holds the store: say so instead of freezing the page
-                    progress=lambda done, total, name: bar.progress(done / total, text=name),
-                )
-            except Exception as exc:  # noqa: BLE001
-                fail(exc, settings.logs_dir)
-            st.success(f"Ingested {len(saved)} file(s): {report}")
-            load_assistant.clear()
-            st.rerun()
+        with st.spinner("Reading the PDFs (each in its own process, with page, time and memory limits)..."):
+            results = add_uploads([(u.name, u.getvalue()) for u in uploads], settings, user_id)
+        for result in results:
+            (st.success if result.ok else st.error)(result.message())
+        bot.forget_user(user_id)  # the next question searches the new files
 
 st.title("llama-md")
 st.caption(DISCLAIMER)
@@ -159,7 +216,8 @@ def show_sources(sources: list[dict], evidence: list[dict], key: str) -> None:
         quote = next(
             (e["sentence"] for e in evidence if (e["file"], e["page"]) == (src["file"], src["page"])), None
         )
-        title = f"[{src['number']}] {src['file']}, page {label} (score {src['score']:.2f})"
+        mine = "your document: " if src.get("uploaded") else ""
+        title = f"[{src['number']}] {mine}{src['file']}, page {label} (score {src['score']:.2f})"
         # keyed and tracked, so an opened source stays open when the answer is redrawn from the history
         with st.expander(title, key=f"{key}-source{i}-open", on_change="rerun"):
             st.text(src["text"])
@@ -191,7 +249,7 @@ def show_details(message: dict, key: str, top) -> None:
     show_sources(message.get("sources") or [], evidence, key)
 
 
-def ask(question: str, past: list[dict], adapter_on: bool):
+def ask(question: str, past: list[dict], adapter_on: bool, cancel: threading.Event):
     """Screen, retrieve and compose now (raises EmptyQuestionError); the answer streams when read."""
     return bot.ask(
         question,
@@ -201,7 +259,17 @@ def ask(question: str, past: list[dict], adapter_on: bool):
         top_k=top_k,
         temperature=temperature,
         max_new_tokens=max_new_tokens,
+        user_id=user_id,
+        cancel=cancel,
     )
+
+
+def stream_text(slot, stream) -> None:
+    """Write the stream into ``slot`` as plain text (the model's words are never rendered as Markdown)."""
+    shown = ""
+    for piece in stream:
+        shown += piece
+        slot.text(shown)
 
 
 def answer_into(container, stream, key: str) -> dict:
@@ -211,11 +279,10 @@ def answer_into(container, stream, key: str) -> dict:
             st.error(emergency_banner(stream.answer.screening), icon="🚨")
         top = st.container()
         slot = st.empty()
-        with slot:
-            st.write_stream(stream)
+        stream_text(slot, stream)
         answer = stream.answer
         # the number check and the low-groundedness notice come after the stream: show the checked answer
-        slot.markdown(answer.full_text)
+        slot.text(answer.full_text)
         message = {
             "role": "assistant",
             "content": answer.full_text,
@@ -230,10 +297,19 @@ def answer_into(container, stream, key: str) -> dict:
     return message
 
 
+def wait_for_turn(ticket) -> None:
+    """Show this answer's place in the queue until it may generate (a closed or rerun page stops here)."""
+    place = st.empty()
+    while not ticket.wait(0.5):
+        ahead = ticket.position
+        place.info(f"Waiting for the model: {ahead} question(s) ahead of yours.", icon="⏳")
+    place.empty()
+
+
 for index, message in enumerate(st.session_state.messages):
     with st.chat_message(message["role"]):
         top = st.container()
-        st.markdown(message["content"])
+        st.text(message["content"])
         if message["role"] == "assistant":
             show_details(message, f"m{index}", top)
 
@@ -241,32 +317,47 @@ question = st.chat_input("Ask about symptoms, pregnancy, medicines...")
 if question is not None:
     past = [{"role": m["role"], "content": m["content"]} for m in st.session_state.messages]
     try:
-        streams = [
-            ask(question, past, adapter_on) for adapter_on in ((False, True) if compare else (use_adapter,))
-        ]
-    except EmptyQuestionError as exc:
+        ticket = service.queue.join(user_id)
+    except QueueFullError as exc:
         st.warning(str(exc))
         st.stop()
-    except Exception as exc:  # noqa: BLE001
-        fail(exc, settings.logs_dir)
-    with st.chat_message("user"):
-        st.markdown(question)
-    st.session_state.messages.append({"role": "user", "content": question, "sources": []})
-    history.add(session_id, "user", question)
-    with st.chat_message("assistant"):
+    cancel = threading.Event()  # set when this page is closed or rerun: generation stops within one token
+    with ticket:
         try:
-            if compare:
-                left, right = st.columns(2)
-                left.markdown("**Base model**")
-                right.markdown("**Fine-tuned**")
-                key = f"m{len(st.session_state.messages)}"  # the index the stored answer gets
-                answer_into(left, streams[0], key + "-base")
-                message = answer_into(right, streams[1], key)
-            else:
-                message = answer_into(st.container(), streams[0], f"m{len(st.session_state.messages)}")
+            wait_for_turn(ticket)
+            modes = (False, True) if compare else (use_adapter,)
+            streams = [ask(question, past, adapter_on, cancel) for adapter_on in modes]
+        except EmptyQuestionError as exc:
+            st.warning(str(exc))
+            st.stop()
         except Exception as exc:  # noqa: BLE001
+            cancel.set()
             fail(exc, settings.logs_dir)
+        with st.chat_message("user"):
+            st.text(question)
+        st.session_state.messages.append({"role": "user", "content": question, "sources": []})
+        history.add(session_id, "user", question, owner=user_id)
+        with st.chat_message("assistant"):
+            try:
+                key = f"m{len(st.session_state.messages)}"  # the index the stored answer gets
+                if compare:
+                    left, right = st.columns(2)
+                    left.text("Base model")
+                    right.text("Fine-tuned")
+                    answer_into(left, streams[0], key + "-base")
+                    message = answer_into(right, streams[1], key)
+                else:
+                    message = answer_into(st.container(), streams[0], key)
+            except Exception as exc:  # noqa: BLE001
+                fail(exc, settings.logs_dir)
+            finally:
+                cancel.set()
     st.session_state.messages.append(message)
     history.add(
-        session_id, "assistant", message["content"], message["sources"], {k: message[k] for k in DETAILS}
+        session_id,
+        "assistant",
+        message["content"],
+        message["sources"],
+        {k: message[k] for k in DETAILS},
+        owner=user_id,
     )
