@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from assistant.chat.history import ChatHistory
+from assistant.chat.users import local_user_id
 from tests.helpers import CHROMIUM, ask_in_browser, free_port, start_streamlit
 
 pytestmark = [
@@ -59,7 +60,7 @@ def test_browser_asks_and_sees_an_answer_with_a_cited_page(ui_home, tmp_path):
     assert seen["image_width"] == 918
     assert list((ui_home / "cache" / "pages").rglob("p1-*.png"))
     # quoted evidence, whenever the answer has some (the stored answer says), shows as a quote with its page
-    answer = ChatHistory(ui_home / "chats").messages(seen["session"])[-1]
+    answer = ChatHistory(ui_home / "chats").messages(seen["session"], owner=local_user_id())[-1]
     for evidence in answer.get("evidence", []):
         label = evidence["page_label"] or evidence["page"]
         assert f"p. {label}: \u201c{evidence['sentence']}\u201d" in text

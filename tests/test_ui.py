@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from assistant.chat.users import local_user_id
 from tests.helpers import REPO
 
 APP = str(REPO / "ui" / "app.py")
@@ -26,7 +27,7 @@ def test_question_gets_a_streamed_answer_with_sources(app):
     app.chat_input[0].set_value("What should I eat during the third trimester?").run()
     assert not app.exception, app.exception
     answer = app.chat_message[-1]
-    assert answer.name == "assistant" and answer.markdown[0].value.strip()
+    assert answer.name == "assistant" and answer.text[0].value.strip()  # plain text, never Markdown
     labels = [e.label for e in answer.expander]
     assert labels and all("nutrition_guide.pdf, page" in label for label in labels)
     assert "page 1" in labels[0]
@@ -38,14 +39,14 @@ def test_compare_mode_gives_two_answers(app):
     assert not app.exception, app.exception
     columns = app.chat_message[-1].columns
     assert len(columns) == 2
-    assert all(col.markdown[-1].value.strip() for col in columns)
+    assert all(col.text[-1].value.strip() for col in columns)
 
 
 def test_emergency_banner_comes_first(app):
     app.chat_input[0].set_value("I'm 34 weeks pregnant with a severe headache and blurry vision").run()
     message = app.chat_message[-1]
     assert message.error[0].value.startswith("**Possible pre-eclampsia.** This may be an emergency.")
-    assert message.markdown[0].value.startswith("This may be an emergency. Call your local emergency number")
+    assert message.text[0].value.startswith("This may be an emergency. Call your local emergency number")
 
 
 def test_a_crisis_gets_the_crisis_line_in_the_banner(app):
@@ -53,7 +54,7 @@ def test_a_crisis_gets_the_crisis_line_in_the_banner(app):
         "everyone would be better off if I wasn't here, I've sorted out the pills"
     ).run()
     message = app.chat_message[-1]
-    assert "988" in message.error[0].value and "988" in message.markdown[0].value
+    assert "988" in message.error[0].value and "988" in message.text[0].value
 
 
 def test_upload_of_a_non_pdf_is_refused(app):
@@ -69,6 +70,7 @@ def test_empty_question_gets_the_one_message(app):
     ]
 
 
+OWNER = local_user_id()  # single-user mode: the machine's user owns every chat
 IRON = "Daily oral iron and folic acid supplements are recommended for pregnant women to prevent maternal anaemia."
 
 
@@ -77,8 +79,8 @@ def stored_answer(home, details: dict) -> str:
     from assistant.chat.history import ChatHistory
 
     history = ChatHistory(home / "chats")
-    sid = history.new_session()
-    history.add(sid, "user", "How much iron should I take?")
+    sid = history.new_session(OWNER)
+    history.add(sid, "user", "How much iron should I take?", owner=OWNER)
     source = {
         "number": 1,
         "file": "nutrition_guide.pdf",
@@ -88,7 +90,7 @@ def stored_answer(home, details: dict) -> str:
         "text": "Nutrition in pregnancy. " + IRON,
         "title": "",
     }
-    history.add(sid, "assistant", "Take 6 mg of iron a week [1].", [source], details)
+    history.add(sid, "assistant", "Take 6 mg of iron a week [1].", [source], details, owner=OWNER)
     return sid
 
 
@@ -120,10 +122,10 @@ def test_a_reloaded_answer_shows_its_quote_as_plain_text_and_its_page_on_demand(
     at = reload(ui_home, monkeypatch, stored_answer(ui_home, {"evidence": evidence, "groundedness": 0.83}))
     message = at.chat_message[-1]
     quote = f"From Nutrition guide, p. 1: \u201c{injected}\u201d"
-    assert [t.value for t in message.text][0] == quote  # st.text: no Markdown, the image stays text
+    assert quote in [t.value for t in message.text]  # st.text: no Markdown, the image stays text
     assert not at.image
-    kinds = [node.type for node in message if node.type in ("markdown", "text")]
-    assert kinds[:2] == ["markdown", "text"]  # the answer first, the quote under it
+    texts = [t.value for t in message.text]
+    assert texts[:2] == ["Take 6 mg of iron a week [1].", quote]  # the answer first, the quote under it
     assert any("supported: 83% of sentences" in m.value for m in message.markdown)
 
     message.toggle(key="m1-quote0").set_value(True).run()
@@ -161,10 +163,9 @@ def test_low_groundedness_leads_with_the_evidence_and_marks_unsupported_sentence
     }
     at = reload(ui_home, monkeypatch, stored_answer(ui_home, details))
     message = at.chat_message[-1]
-    order = [node.type for node in message if node.type in ("alert", "markdown", "text")]
-    first_markdown = order.index("markdown")
-    assert "text" in order[:first_markdown]  # the quote above the answer
-    assert "From nutrition_guide.pdf, p. 1:" in message.text[0].value
+    texts = [t.value for t in message.text]
+    assert texts.index("Take 6 mg of iron a week [1].") > 0  # the quote above the answer
+    assert "From nutrition_guide.pdf, p. 1:" in texts[0]
     assert message.warning[0].value.startswith("A number in these sentences is not in any passage")
     assert any(t.value == "\u2022 \u201cTake 6 mg of iron a week.\u201d [6 mg]" for t in message.text)
 
@@ -183,7 +184,7 @@ def test_a_source_outside_the_library_folders_says_so_instead_of_a_page(ui_home,
         "sentence": "x",
         "score": 0.5,
     }
-    history.add(sid, "assistant", "Another answer.", [], {"evidence": [evil]})
+    history.add(sid, "assistant", "Another answer.", [], {"evidence": [evil]}, owner=OWNER)
     at = reload(ui_home, monkeypatch, sid)
     at.chat_message[-1].toggle(key="m2-quote0").set_value(True).run()
     assert not at.exception and not at.image
