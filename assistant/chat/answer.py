@@ -27,6 +27,7 @@ from assistant import torch_thread
 from assistant.chat.evidence import Evidence, PassageSentences, load_splitter, select_evidence
 from assistant.chat.generation import Generator
 from assistant.chat.groundedness import LOW_GROUNDEDNESS, LOW_NOTICE, groundedness
+from assistant.chat.remote import load_generator_backend
 from assistant.chat.safety import load_screener, screen_conversation
 from assistant.config import Settings
 from assistant.prompts import compose, format_passage
@@ -245,7 +246,7 @@ class Assistant:
 
     @classmethod
     def _load(cls, settings: Settings, adapter, use_rag: bool) -> Assistant:
-        generator = Generator.from_settings(settings, adapter)
+        generator = load_generator_backend(settings, adapter)
         load_screener(settings)  # the red-flag classifier loads with the models, not on the first question
         load_splitter()  # NLTK's import takes ~1.6 s: with the models, not on the first question
         retriever, store_error = None, ""

@@ -10,6 +10,7 @@
     llama-md safety eval                              # red-flag screen on its held-out test set
     llama-md demo                                     # doctor -> topics -> ingest -> fine-tune -> chat
     llama-md ui                                       # the chat on http://localhost:8501
+    llama-md serve                                    # the generator over an OpenAI-compatible API (llama.cpp)
 
 Every subcommand module has the same three parts: ``add_arguments(parser)``, ``config_from_args(args)`` (flags ->
 a config object, settings resolved) and ``main(cfg) -> exit code``, which tests call directly. :func:`main`
@@ -44,6 +45,7 @@ COMMANDS = {
     "safety": "assistant.cli.safety",
     "demo": "assistant.cli.demo",
     "ui": "assistant.cli.ui",
+    "serve": "assistant.cli.serve",
 }
 
 

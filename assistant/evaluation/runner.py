@@ -218,6 +218,11 @@ def closed_prompt(item: ClosedItem) -> str:
 def evaluate_closed(bot, name: str, items: list[ClosedItem], cfg: EvalConfig) -> dict:
     """Accuracy (parsed answer, else the log-likelihood choice), parse-failure rate, likelihood-only accuracy."""
     result = _set_result(name, len(items), cfg.variants)
+    scorable = hasattr(bot.generator, "model")  # a served generator (--generator-url) returns text, no logits
+    if not scorable:
+        result["notes"].append(
+            "served generator: no log-likelihood fallback, unparsed answers count as wrong"
+        )
     for variant in cfg.variants:
         use_adapter, use_rag = VARIANTS[variant]
         rows = []
@@ -227,7 +232,7 @@ def evaluate_closed(bot, name: str, items: list[ClosedItem], cfg: EvalConfig) ->
             text = ask(bot, prompt, variant, cfg.max_new_tokens_closed, cfg.seed).text
             parsed = metrics.parse_choice(text, it.options)
             by_ll = None
-            if parsed is None or cfg.likelihood_for_all:
+            if scorable and (parsed is None or cfg.likelihood_for_all):
                 messages = composed_messages(
                     bot, prompt, use_rag=use_rag, max_new_tokens=cfg.max_new_tokens_closed
                 )
@@ -258,7 +263,7 @@ def evaluate_closed(bot, name: str, items: list[ClosedItem], cfg: EvalConfig) ->
                 "top_pick_share": metrics.majority_share(picks),
             },
         )
-        if cfg.likelihood_for_all:
+        if cfg.likelihood_for_all and scorable:
             _put(
                 result,
                 variant,

@@ -1,0 +1,135 @@
+"""Serve the generator over an OpenAI-compatible API (llama-cpp-python's server) for the chat and evaluation.
+
+    llama-md serve                                      # newest usable run's exported GGUF, or the bundled model
+    llama-md serve --run .llama-md/runs/RUN --quant q4_k_m --port 8080
+    llama-md serve --gguf model.gguf --base-gguf base.gguf --host 0.0.0.0
+
+Serves the run's GGUF (`python -m finetune export RUN --to gguf`) as 'llama-md' and the base model's GGUF as
+'llama-md-base' (compare mode) on 127.0.0.1 until Ctrl-C, then points the chat at it:
+
+    LLAMA_MD_GENERATOR_BACKEND=openai LLAMA_MD_GENERATOR_URL=http://127.0.0.1:8080/v1 llama-md chat "..."
+
+Requests are served one at a time (llama-cpp-python's server holds a global lock per request; see
+assistant/serving.py), and the two model names share one loaded model, swapped on demand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.config import Settings, load_settings
+
+DEFAULT_PORT = 8080
+
+
+@dataclass
+class ServeConfig:
+    settings: Settings
+    gguf: Path  # served as settings.served_model
+    base_gguf: Path | None  # served as settings.served_base_model; None = not served
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    n_ctx: int = 2048  # context size, tokens
+    threads: int | None = None  # decode threads (None: half the cores)
+    start_timeout_s: float = 120.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--run",
+        default="auto",
+        help="run folder whose export/gguf/ to serve (default auto: newest usable run)",
+    )
+    parser.add_argument(
+        "--quant", choices=("f16", "q8_0", "q4_k_m"), help="which exported GGUF (default: first found)"
+    )
+    parser.add_argument("--gguf", type=Path, help="serve this GGUF file instead of a run's export")
+    parser.add_argument(
+        "--base-gguf",
+        type=Path,
+        help="GGUF of the base model (default: the bundled SmolLM2 when it is the base)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="listen address (default 127.0.0.1: this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--n-ctx", type=int, default=2048, help="context size per model, tokens (default 2048)"
+    )
+    parser.add_argument("--threads", type=int, help="decode threads (default: half the CPU cores)")
+    parser.add_argument(
+        "--start-timeout-s", type=float, default=120.0, help="seconds to wait for the server (default 120)"
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    """Resolve which GGUF files to serve.
+
+    Raises:
+        ServingError: the run has no exported GGUF, or no GGUF at all can be found.
+    """
+    from assistant.adapters import select_adapter
+    from assistant.config import EMBEDDED_GENERATOR
+    from assistant.models import embedded_gguf_path, resolve_model_id
+    from assistant.serving import ServingError, run_gguf
+
+    settings = load_settings()
+    base = resolve_model_id(settings.generator_model, EMBEDDED_GENERATOR)
+    bundled = embedded_gguf_path() if base == EMBEDDED_GENERATOR else None
+    base_gguf = args.base_gguf or bundled
+    gguf = args.gguf
+    if gguf is None:
+        run = select_adapter(settings.runs_dir, base).adapter_dir if args.run == "auto" else Path(args.run)
+        if run is not None:
+            run = run.parent if run.name == "adapter" else run
+            gguf = run_gguf(run, args.quant)
+        elif base_gguf is not None:
+            gguf = base_gguf  # no usable run: the chat uses the base model under both names
+        else:
+            raise ServingError(
+                f"Nothing to serve: no usable run in {settings.runs_dir} and no GGUF of the base model {base}. "
+                "Fix: pass --gguf PATH (and --base-gguf PATH), or `python -m finetune export RUN --to gguf`."
+            )
+    return ServeConfig(
+        settings, gguf, base_gguf, args.host, args.port, args.n_ctx, args.threads, args.start_timeout_s
+    )
+
+
+def main(cfg: ServeConfig) -> int:
+    """Start the server, print its URL and the settings for the chat, and serve until Ctrl-C (or SIGTERM)."""
+    from assistant.serving import LlamaCppServer
+
+    s = cfg.settings
+    server = LlamaCppServer(
+        cfg.gguf,
+        base_gguf=cfg.base_gguf,
+        served_model=s.served_model,
+        served_base_model=s.served_base_model,
+        host=cfg.host,
+        port=cfg.port,
+        n_ctx=cfg.n_ctx,
+        n_threads=cfg.threads,
+        start_timeout_s=cfg.start_timeout_s,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on SIGTERM too
+    with server:
+        for name, path in server.models.items():
+            print(f"serving {name!r}: {path}", file=sys.stderr)
+        print(f"llama.cpp server ready in {server.start_s:.1f} s at {server.url} (log {server.log_path})")
+        print(
+            f"point the chat at it:\n  LLAMA_MD_GENERATOR_BACKEND=openai LLAMA_MD_GENERATOR_URL={server.url}"
+        )
+        print("Ctrl-C stops it.", flush=True)
+        try:
+            code = server.process.wait()
+        except KeyboardInterrupt:
+            print("stopping", file=sys.stderr)
+            return 0
+        print(
+            f"error: the server exited with code {code}; its log ends:\n{server.log_tail()}", file=sys.stderr
+        )
+        return 1
