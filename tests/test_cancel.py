@@ -91,6 +91,9 @@ def test_a_generation_cancelled_before_it_is_read_renders_nothing(gen):
     cancel.set()
     assert stream.text() == "" and stream.stats.cancelled
     assert stream.stats.new_tokens == 0 and stream.stats.prompt_tokens == 0
+    unread = gen.stream(LONG, temperature=0, max_new_tokens=200)
+    unread.close()
+    assert unread.stats.cancelled and unread.wait(0) and list(unread) == []
 
 
 def test_a_streamer_timeout_cancels_and_says_what_happened(gen):
@@ -118,3 +121,58 @@ def test_interleaved_streams_keep_their_own_stats(gen):
     assert longer.stats.cancelled and 8 <= longer.stats.new_tokens <= 10
     assert short.stats is not longer.stats and short.stats.total_s > 0 and longer.stats.total_s > 0
     assert not hasattr(gen, "last_stats")
+
+
+# The answer path ------------------------------------------------------------------------------------------
+
+# Not LONG: the red-flag screen took the forest-walk story for suicide risk and prefixed a crisis notice.
+STORY = "Describe a healthy breakfast in detail."
+
+
+@pytest.fixture(scope="module")
+def bot(settings, gen):
+    from assistant.chat.answer import Assistant
+
+    return Assistant(settings, gen)
+
+
+def test_an_answer_closed_early_cancels_its_generation(bot):
+    stream = bot.ask(STORY, use_rag=False, temperature=0, max_new_tokens=200)
+    it = iter(stream)
+    next(it)
+    it.close()
+    assert stream.generation.wait(60)
+    assert stream.generation.stats.cancelled and stream.generation.stats.new_tokens <= 1 + 2
+
+
+def test_ask_passes_a_cancel_event_and_the_answer_says_it_was_cancelled(bot):
+    cancel = threading.Event()
+    stream = bot.ask(STORY, use_rag=False, temperature=0, max_new_tokens=200, cancel=cancel)
+    for read, _ in enumerate(stream, 1):
+        if read == 2:
+            cancel.set()
+    answer = stream.answer
+    assert "cancelled" in answer.flags and 2 <= answer.new_tokens <= 2 + 2 and answer.text
+
+
+def test_one_queue_per_assistant_sized_by_the_settings(bot, settings):
+    assert bot.queue.max_waiting == settings.queue_max_waiting and bot.queue.max_active == 1
+
+
+def test_a_swap_loads_off_the_torch_thread_and_answers_in_flight_keep_their_generator(bot, gen):
+    stream = bot.ask(STORY, use_rag=False, temperature=0, max_new_tokens=6)
+    it = iter(stream)
+    first = next(it)
+    with torch_thread_busy():  # queued answers would wait here; the load must not
+        new = bot.swap_generator(None).result(timeout=300)
+    assert bot.generator is new and new is not gen and new.model is not gen.model
+    rest = "".join(it)
+    assert (first + rest).strip() == stream.answer.generated_text and stream.answer.new_tokens == 6
+    bot.generator = gen  # the module's other tests use the bundled one
+
+
+def test_a_failed_swap_keeps_the_generator_and_says_why(bot, tmp_path):
+    old = bot.generator
+    with pytest.raises(LlamaMdError):
+        bot.swap_generator(tmp_path / "no-such-run").result(timeout=60)
+    assert bot.generator is old

@@ -88,6 +88,8 @@ class GenerationStream:
         """Cancel and stop reading: what a reader that leaves early should call (``finally: stream.close()``)."""
         self.cancel()
         self._pieces.close()
+        if self._future is None:  # never read: it will never run
+            self.stats.cancelled = True
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until the generation's torch job has ended; ``stats`` is then complete.
