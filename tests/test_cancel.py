@@ -72,6 +72,21 @@ def test_closing_the_iterator_early_cancels_the_generation(gen):
     assert stream.stats.cancelled and 1 <= stream.stats.new_tokens <= 1 + 2
 
 
+def test_close_from_another_thread_while_a_read_is_in_progress_cancels_it(gen):
+    stream = gen.stream(LONG, temperature=0, max_new_tokens=200)
+    pieces: list[str] = []
+    reader = threading.Thread(target=lambda: pieces.extend(stream))
+    reader.start()
+    deadline = time.monotonic() + 120
+    while len(pieces) < 2:
+        assert time.monotonic() < deadline and reader.is_alive(), "no text arrived"
+        time.sleep(0.005)
+    read = len(pieces)
+    stream.close()  # a Streamlit session tearing down from another thread: no "generator already executing"
+    reader.join(60)
+    assert not reader.is_alive() and stream.stats.cancelled and stream.stats.new_tokens <= read + 3
+
+
 def test_a_generation_cancelled_while_queued_never_runs(gen):
     stream = gen.stream(LONG, temperature=0, max_new_tokens=200)
     texts: list[str] = []

@@ -203,9 +203,12 @@ class AnswerStream:
             self.generation.cancel()
 
     def close(self) -> None:
-        """Cancel and stop reading (for a reader that leaves early)."""
+        """Cancel and stop reading (for a reader that leaves early; from another thread it only cancels)."""
         self.cancel()
-        self._pieces.close()
+        try:
+            self._pieces.close()
+        except ValueError:  # being read in another thread: cancel() alone ends that read
+            pass
 
     def collect(self) -> Answer:
         """Consume the stream and return the finished Answer."""

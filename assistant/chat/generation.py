@@ -85,9 +85,13 @@ class GenerationStream:
         self.cancel_event.set()
 
     def close(self) -> None:
-        """Cancel and stop reading: what a reader that leaves early should call (``finally: stream.close()``)."""
+        """Cancel and stop reading: what a reader that leaves early calls (``finally: stream.close()``); from
+        another thread, while a read is in progress, it only cancels (that read then ends)."""
         self.cancel()
-        self._pieces.close()
+        try:
+            self._pieces.close()
+        except ValueError:  # being read in another thread: cancel() alone ends that read
+            pass
         if self._future is None:  # never read: it will never run
             self.stats.cancelled = True
 
