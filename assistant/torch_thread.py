@@ -7,6 +7,12 @@ on another — and ``OMP_WAIT_POLICY`` / ``KMP_BLOCKTIME`` / ``GOMP_SPINCOUNT`` 
 all of it on one long-lived worker: :func:`run` calls a function there and waits; :func:`submit` starts one and
 returns its ``Future``. Calls made from the worker itself run inline (no deadlock). Work is serialized, which a
 single CPU model would do anyway.
+
+The one exception is :func:`submit_load`: loading a model for a swap (``Assistant.swap_generator``) takes seconds to
+minutes, and on this thread it would stall every queued answer and query embedding for that long. It runs on a
+second, loader thread instead. The trade-off is the measurement above: once that thread has run torch work,
+decoding in the chat is ~20 % slower for the rest of the process. A swap is rare (an operator picks a new adapter)
+and a restart restores full speed; answers that never wait behind a load matter more here.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ T = TypeVar("T")
 
 _NAME = "llama-md-torch"
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix=_NAME)
+_LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-md-loader")
 
 
 def _inside() -> bool:
@@ -41,3 +48,9 @@ def submit(fn: Callable[..., T], *args, **kwargs) -> Future:
 def run(fn: Callable[..., T], *args, **kwargs) -> T:
     """Run ``fn(*args, **kwargs)`` on the torch thread and return its result (exceptions re-raised here)."""
     return submit(fn, *args, **kwargs).result()
+
+
+def submit_load(fn: Callable[..., T], *args, **kwargs) -> Future:
+    """Run ``fn(*args, **kwargs)`` (a model load) on the loader thread, off the torch thread's line; returns its
+    Future. Loads run one at a time. See the module docstring for what a second torch thread costs."""
+    return _LOADER.submit(fn, *args, **kwargs)

@@ -245,8 +245,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_streamlit(home: Path, port: int, extra_env: dict | None = None) -> subprocess.Popen:
-    """`streamlit run ui/app.py` on 127.0.0.1:port; returns once /_stcore/health answers (or raises)."""
+def start_streamlit(
+    home: Path, port: int, extra_env: dict | None = None, args: list[str] | None = None
+) -> subprocess.Popen:
+    """`streamlit run ui/app.py` on 127.0.0.1:port (+ ``args``, e.g. ``["--secrets.files", path]``); returns once
+    /_stcore/health answers (or raises)."""
     env = {**os.environ, "LLAMA_MD_HOME": str(home), **(extra_env or {})}
     proc = subprocess.Popen(
         [
@@ -263,6 +266,7 @@ def start_streamlit(home: Path, port: int, extra_env: dict | None = None) -> sub
             "true",
             "--browser.gatherUsageStats",
             "false",
+            *(args or []),
         ],
         cwd=REPO,
         env=env,

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from assistant import torch_thread
 from assistant.chat.evidence import Evidence, PassageSentences, load_splitter, select_evidence
-from assistant.chat.generation import Generator
+from assistant.chat.generation import GenerationStream, Generator
 from assistant.chat.groundedness import LOW_GROUNDEDNESS, LOW_NOTICE, groundedness
+from assistant.chat.queue import RequestQueue
 from assistant.chat.remote import load_generator_backend
 from assistant.chat.safety import load_screener, screen_conversation
 from assistant.config import Settings
@@ -40,6 +44,7 @@ NO_SUPPORT = (
 )
 TRIMMED = "Your question was very long; only its beginning was used."
 REMOVED = "(A quantity the sources do not state was removed here.)"
+SERVER_SLOTS = 4  # answers admitted at once with generator_backend = openai
 FALLBACK_MARGIN = 0.1
 FALLBACK_MAX = 3
 _MARKER = re.compile(r"\[(\d{1,2})\]")
@@ -71,7 +76,8 @@ class Answer:
     emergency: bool = False
     flags: list[str] = field(
         default_factory=list
-    )  # red-flag categories, "no_support", "question_trimmed", "no_store", "unsupported_quantity", "low_groundedness"
+    )  # red-flag categories, "no_support", "question_trimmed", "no_store", "unsupported_quantity", "low_groundedness",
+    # "cancelled" (stopped early by AnswerStream.cancel or a cancel event: the text is partial)
     screening: dict = field(
         default_factory=dict
     )  # the red-flag screen: stage, category, categories, probability
@@ -179,13 +185,32 @@ def apply_number_check(answer: Answer, passages: Sequence, mode: str) -> None:
 
 class AnswerStream:
     """Iterate to get the answer's text pieces (the notices first, then the model's); ``.answer`` is complete
-    once the stream has been read."""
+    once the stream has been read.
 
-    def __init__(self, pieces: Iterator[str], answer: Answer) -> None:
-        self._pieces, self.answer = pieces, answer
+    :meth:`cancel` stops the generation within one token (the stream then ends and ``.answer`` holds the partial
+    text, flagged "cancelled"); closing the iterator early (Streamlit's rerun or stop) or :meth:`close` cancels it
+    too, so an abandoned answer frees the torch thread."""
+
+    def __init__(
+        self, pieces: Iterator[str], answer: Answer, generation: GenerationStream | None = None
+    ) -> None:
+        self._pieces, self.answer, self.generation = pieces, answer, generation
 
     def __iter__(self) -> Iterator[str]:
         yield from self._pieces
+
+    def cancel(self) -> None:
+        """Stop the generation within one token, or before it starts; safe from any thread."""
+        if self.generation is not None:
+            self.generation.cancel()
+
+    def close(self) -> None:
+        """Cancel and stop reading (for a reader that leaves early; from another thread it only cancels)."""
+        self.cancel()
+        try:
+            self._pieces.close()
+        except ValueError:  # being read in another thread: cancel() alone ends that read
+            pass
 
     def collect(self) -> Answer:
         """Consume the stream and return the finished Answer."""
@@ -233,6 +258,11 @@ class Assistant:
             retriever,
             store_error,
         )
+        # one answer at a time in-process (a second would only slow both on a CPU, assistant/torch_thread.py);
+        # a server decodes several (`python -m assistant serve` starts llama.cpp with SERVER_SLOTS parallel slots)
+        active = SERVER_SLOTS if settings.generator_backend == "openai" else 1
+        self.queue = RequestQueue(max_active=active, max_waiting=settings.queue_max_waiting)
+        """The line every answer waits in (one ticket per request, :mod:`assistant.chat.queue`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, adapter="auto", *, use_rag: bool = True) -> Assistant:
@@ -262,6 +292,28 @@ class Assistant:
                 store_error = str(exc)
                 logger.warning("No retrieval: %s", exc)
         return cls(settings, generator, retriever, store_error)
+
+    def swap_generator(self, adapter: str | Path | None = "auto") -> Future:
+        """Load the generator with ``adapter`` off the request path, then serve it.
+
+        The load runs on the loader thread (:func:`~assistant.torch_thread.submit_load`; its docstring says what
+        that costs), so queued answers keep being served meanwhile; ``self.generator`` is then replaced in one
+        assignment. Answers already asked keep the generator they started with.
+
+        Args:
+            adapter: as :meth:`Generator.from_settings` takes it ("auto", a run or adapter folder, None).
+
+        Returns:
+            A Future of the new :class:`Generator`; its ``result()`` raises what loading raised (AdapterError,
+            ModelUnavailableError), and then the old generator stays in place.
+        """
+
+        def load() -> Generator:
+            generator = load_generator_backend(self.settings, adapter)
+            self.generator = generator
+            return generator
+
+        return torch_thread.submit_load(load)
 
     def compose_turn(
         self,
@@ -332,10 +384,12 @@ class Assistant:
         temperature: float | None = None,
         max_new_tokens: int | None = None,
         seed: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> AnswerStream:
         """Answer one question; see the module docstring for the steps.
 
-        Screening, retrieval and composing happen here; generation starts when the stream is read.
+        Screening, retrieval and composing happen here; generation starts when the stream is read. ``cancel``:
+        set it (from any thread) to stop the generation, as :meth:`AnswerStream.cancel` does.
 
         Raises:
             EmptyQuestionError: the question is empty (checked by :func:`~assistant.prompts.compose`).
@@ -384,17 +438,25 @@ class Assistant:
             repetition_penalty=s.repetition_penalty,
             use_adapter=use_adapter,
             seed=seed,
+            cancel=cancel,
         )
 
         def pieces() -> Iterator[str]:
             prefix = notice_prefix(answer.notices)
-            if prefix:
-                yield prefix
-            generated = []
-            for piece in generation:
-                generated.append(piece)
-                yield piece
+            generated, finished = [], False
+            try:
+                if prefix:
+                    yield prefix
+                for piece in generation:
+                    generated.append(piece)
+                    yield piece
+                finished = True
+            finally:
+                if not finished:  # closed early (rerun, closed tab): free the torch thread
+                    generation.close()
             stats = generation.stats
+            if stats.cancelled:
+                answer.flags.append("cancelled")
             answer.text = answer.generated_text = "".join(generated).strip()
             answer.sources = select_sources(answer.text, comp.passages, s.min_score)
             answer.ttft_ms = stats.ttft_s * 1000 + answer.retrieval_ms + answer.screen_ms + answer.evidence_ms
@@ -413,4 +475,4 @@ class Assistant:
                 stats.stopped,
             )
 
-        return AnswerStream(pieces(), answer)
+        return AnswerStream(pieces(), answer, generation)

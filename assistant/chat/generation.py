@@ -7,8 +7,12 @@ stop tokens used in training, so inference renders prompts exactly as the model 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
+from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +26,14 @@ from assistant.adapters import (
     select_adapter,
 )
 from assistant.config import EMBEDDED_GENERATOR, Settings
+from assistant.errors import LlamaMdError
 from assistant.models import load_generator, repetition_penalty_processors, resolve_model_id
 
 logger = logging.getLogger(__name__)
+
+
+class GenerationTimeoutError(LlamaMdError, TimeoutError):
+    """The model wrote nothing for the stream's ``timeout_s``; the generation was cancelled (the message says so)."""
 
 
 @dataclass
@@ -36,6 +45,7 @@ class GenerationStats:
     ttft_s: float = 0.0
     total_s: float = 0.0
     stopped: bool = False  # ended on a stop token (not on max_new_tokens)
+    cancelled: bool = False  # cancelled (cancel(), the reader left, a timeout): stopped early or never ran
 
     @property
     def tokens_per_s(self) -> float:
@@ -48,11 +58,20 @@ class GenerationStream:
 
     Nothing runs before the first iteration, and the stream is read once: ``for piece in stream`` or
     :meth:`text`. The stats travel with the stream, so two generations never share (or overwrite) one record.
+
+    Cancelling: :meth:`cancel` (from any thread) stops the generation within one token; the reader then sees the
+    stream end. A reader that stops reading (``close()`` on the iterator, which Streamlit's rerun and stop do to
+    ``st.write_stream``'s generator, or :meth:`close`) cancels it too, so the torch thread is freed at once. A
+    generation cancelled while it still waits for the torch thread never runs.
     """
 
-    def __init__(self, run: Callable[[GenerationStats], Iterator[str]]) -> None:
+    def __init__(
+        self, run: Callable[[GenerationStream], Iterator[str]], cancel: threading.Event | None = None
+    ) -> None:
         self.stats = GenerationStats()
-        self._pieces = run(self.stats)
+        self.cancel_event = cancel if cancel is not None else threading.Event()
+        self._future: Future | None = None  # the torch thread's job, once the stream was first read
+        self._pieces = run(self)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._pieces
@@ -60,6 +79,31 @@ class GenerationStream:
     def text(self) -> str:
         """Read the whole stream; the answer's text without surrounding whitespace."""
         return "".join(self).strip()
+
+    def cancel(self) -> None:
+        """Stop the generation within one token (or before it starts); safe from any thread, more than once."""
+        self.cancel_event.set()
+
+    def close(self) -> None:
+        """Cancel and stop reading: what a reader that leaves early calls (``finally: stream.close()``); from
+        another thread, while a read is in progress, it only cancels (that read then ends)."""
+        self.cancel()
+        try:
+            self._pieces.close()
+        except ValueError:  # being read in another thread: cancel() alone ends that read
+            pass
+        if self._future is None:  # never read: it will never run
+            self.stats.cancelled = True
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the generation's torch job has ended; ``stats`` is then complete.
+
+        Call it from the reading thread (or once it has stopped): a stream never read has no job (True).
+
+        Returns:
+            True when no job runs or waits for this stream; False when ``timeout_s`` seconds passed first.
+        """
+        return self._future is None or not futures.wait([self._future], timeout_s).not_done
 
 
 class Generator:
@@ -162,6 +206,8 @@ class Generator:
         repetition_penalty: float = 1.1,
         use_adapter: bool = True,
         seed: int | None = None,
+        cancel: threading.Event | None = None,
+        timeout_s: float = 600.0,
     ) -> GenerationStream:
         """Generate an answer to ``messages``, streamed.
 
@@ -170,72 +216,120 @@ class Generator:
         after ``max_new_tokens``. ``model.generate`` runs on the torch thread (:mod:`assistant.torch_thread`)
         while the caller reads a ``TextIteratorStreamer``.
 
+        Args:
+            cancel: an event that stops the generation within one token once set (a
+                :class:`~assistant.chat.cancel.CancelOnEvent` stopping criterion), or before it starts; one is made
+                when None. :meth:`GenerationStream.cancel` sets it, and so does a reader that stops reading.
+            timeout_s: longest wait for the next piece of text, in seconds. Waiting for a turn belongs in front
+                of the generation (:mod:`assistant.chat.queue`), so this only catches a generator that is stuck.
+
         Returns:
             A :class:`GenerationStream`: iterate it for the text pieces; afterwards its ``stats`` hold the prompt
-            and new token counts, time to first text, tokens/s and whether a stop token ended the answer.
+            and new token counts, time to first text, tokens/s, whether a stop token ended the answer and whether
+            it was cancelled.
+
+        Raises:
+            GenerationTimeoutError: (while reading) no text for ``timeout_s``; the generation is cancelled first.
         """
         return GenerationStream(
-            lambda stats: self._generate(
-                stats, messages, temperature, max_new_tokens, repetition_penalty, use_adapter, seed
-            )
+            lambda stream: self._generate(
+                stream,
+                messages,
+                temperature,
+                max_new_tokens,
+                repetition_penalty,
+                use_adapter,
+                seed,
+                timeout_s,
+            ),
+            cancel,
         )
 
     def _generate(
         self,
-        stats: GenerationStats,
+        stream: GenerationStream,
         messages: list[dict],
         temperature: float,
         max_new_tokens: int,
         repetition_penalty: float,
         use_adapter: bool,
         seed: int | None,
+        timeout_s: float,
     ) -> Iterator[str]:
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        from assistant.chat.cancel import CancelOnEvent
 
         started = time.perf_counter()
+        stats, cancel = stream.stats, stream.cancel_event
+        if cancel.is_set():  # cancelled before the first read: nothing to run
+            stats.cancelled = True
+            return
         inputs = self.render(messages)
+        stats.prompt_tokens = int(inputs["input_ids"].shape[1])
         streamer = TextIteratorStreamer(
-            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout_s
         )
+        criterion = CancelOnEvent(cancel)
         kwargs = dict(
             **inputs,
             streamer=streamer,
             max_new_tokens=max_new_tokens,
-            logits_processor=repetition_penalty_processors(repetition_penalty, inputs["input_ids"].shape[1]),
+            logits_processor=repetition_penalty_processors(repetition_penalty, stats.prompt_tokens),
+            stopping_criteria=StoppingCriteriaList([criterion]),
             eos_token_id=self.stop_token_ids,
             pad_token_id=self.tokenizer.pad_token_id,
             do_sample=temperature > 0,
             **({"temperature": temperature, "top_p": 0.95} if temperature > 0 else {}),
         )
-        result: dict = {}
+        errors: list[Exception] = []
 
         def work() -> None:
-            if seed is not None:
-                torch.manual_seed(seed)
-            disable = (
-                self.model.disable_adapter() if (self.has_adapter and not use_adapter) else nullcontext()
-            )
+            # Runs on the torch thread and fills the stats there, so they are complete even when the reader left.
             try:
+                if cancel.is_set():  # cancelled while waiting for the torch thread: don't start
+                    stats.cancelled = True
+                    streamer.end()
+                    return
+                if seed is not None:
+                    torch.manual_seed(seed)
+                disable = (
+                    self.model.disable_adapter() if (self.has_adapter and not use_adapter) else nullcontext()
+                )
                 with disable, torch.inference_mode():
-                    result["ids"] = self.model.generate(**kwargs)
-            except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                result["error"] = exc
+                    ids = self.model.generate(**kwargs)
+                new = ids[0, stats.prompt_tokens :]
+                stats.new_tokens = int(new.shape[0])
+                stats.stopped = bool(stats.new_tokens and int(new[-1]) in self.stop_token_ids)
+                stats.cancelled = criterion.fired
+            except Exception as exc:  # noqa: BLE001 - re-raised in the reader's thread
+                errors.append(exc)
                 streamer.end()
+            finally:
+                stats.total_s = time.perf_counter() - started
 
-        future = torch_thread.submit(work)
-        stats.prompt_tokens = int(inputs["input_ids"].shape[1])
-        for piece in streamer:
-            if piece and not stats.ttft_s:
-                stats.ttft_s = time.perf_counter() - started
-            yield piece
-        future.result()
-        if "error" in result:
-            raise result["error"]
-        new = result["ids"][0, stats.prompt_tokens :]
-        stats.new_tokens = int(new.shape[0])
-        stats.stopped = bool(stats.new_tokens and int(new[-1]) in self.stop_token_ids)
-        stats.total_s = time.perf_counter() - started
+        stream._future = torch_thread.submit(work)
+        finished = False
+        try:
+            try:
+                for piece in streamer:
+                    if piece and not stats.ttft_s:
+                        stats.ttft_s = time.perf_counter() - started
+                    yield piece
+            except queue.Empty:
+                cancel.set()
+                raise GenerationTimeoutError(
+                    f"The model wrote nothing for {timeout_s:g} s (it was busy or stuck), so this answer was "
+                    "cancelled. Ask again; if it keeps happening, restart the chat (llama-md ui)."
+                ) from None
+            stream._future.result()
+            finished = True
+        finally:
+            if not finished:  # the reader left early (GeneratorExit) or failed: free the torch thread
+                cancel.set()
+        if errors:
+            raise errors[0]
 
     def generate(self, messages: list[dict], **kwargs) -> str:
         """Non-streaming :meth:`stream`: the whole answer text."""
