@@ -24,9 +24,9 @@ import threading
 from dataclasses import asdict
 
 import streamlit as st
-from assistant.chat.queue import QueueFullError
 
 from assistant.chat.evidence import Evidence
+from assistant.chat.queue import QueueFullError
 from assistant.chat.safety import DISCLAIMER, emergency_banner
 from assistant.chat.service import ChatService
 from assistant.chat.uploads import MAX_UPLOAD_BYTES

@@ -3,12 +3,12 @@
 One :class:`ChatService` per process (the Streamlit app keeps it with ``st.cache_resource``): the models and the
 curated store (:class:`~assistant.chat.answer.Assistant`), the chat history (:class:`~assistant.chat.history.
 ChatHistory`, each chat owned by a user id from :mod:`assistant.chat.users`) and the bounded request queue in front
-of the generator (:class:`~assistant.chat.queue.RequestQueue`). Everything per person — their chats, their uploads
+of the generator (``Assistant.queue``, :class:`~assistant.chat.queue.RequestQueue`). Everything per person — their chats, their uploads
 (:mod:`assistant.rag.sandbox`), the cancel event of their answer — is keyed by their user id, never shared.
 
-The queue admits ``max_active`` answers at a time: 1 for the in-process generator (one CPU model decodes one answer
-at a time; a second would only slow both, assistant/torch_thread.py), the server's parallel slots for the
-``openai`` backend. Compare mode (base and fine-tuned answers) holds one place.
+The queue admits one answer at a time for the in-process generator (one CPU model decodes one answer at a time; a
+second would only slow both, assistant/torch_thread.py), the server's parallel slots for the ``openai`` backend.
+Compare mode (base and fine-tuned answers) holds one place.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from assistant.chat.answer import Assistant
 from assistant.chat.history import ChatHistory
-from assistant.chat.queue import RequestQueue
 from assistant.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -31,15 +30,15 @@ class ChatService:
     settings: Settings
     assistant: Assistant
     history: ChatHistory
-    queue: RequestQueue
+
+    @property
+    def queue(self):
+        """The bounded line answers wait in (:class:`~assistant.chat.queue.RequestQueue`)."""
+        return self.assistant.queue
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, max_active: int | None = None) -> ChatService:
+    def from_settings(cls, settings: Settings) -> ChatService:
         """Load the models and the store, open the history and purge chats past ``settings.retention_days``.
-
-        Args:
-            max_active: answers generated at once; default 1 in-process, 4 with ``generator_backend = openai``
-                (``python -m assistant serve`` starts llama.cpp with 4 parallel slots).
 
         Raises:
             LlamaMdError: a model or the store can't be loaded (the message says how to fix it).
@@ -50,10 +49,7 @@ class ChatService:
             purged = history.purge(settings.retention_days)
             if purged:
                 logger.info("Deleted %d chats older than %d days", purged, settings.retention_days)
-        if max_active is None:
-            max_active = 4 if settings.generator_backend == "openai" else 1
-        queue = RequestQueue(max_active=max_active, max_waiting=settings.queue_max_waiting)
-        return cls(settings, assistant, history, queue)
+        return cls(settings, assistant, history)
 
     def delete_user_data(self, user_id: str) -> tuple[int, int]:
         """"Delete my data": every chat of ``user_id`` and every file they uploaded (with its store).
