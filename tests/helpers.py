@@ -63,21 +63,28 @@ def write_pdf(
     *,
     password: str | None = None,
     roman_pages: int = 0,
+    label_prefix: str = "",
+    title: str | None = None,
 ) -> Path:
     """Write ``pages`` to ``path``: each page a list of lines, or a paragraph (wrapped at 80 characters).
 
     ``password`` encrypts it (``""`` = empty user password); the first ``roman_pages`` pages get the labels
-    i, ii, ... and the rest 1, 2, ...
+    i, ii, ... and the rest 1, 2, ...; ``label_prefix`` goes before every page label (then 1, 2, ... when
+    ``roman_pages`` is 0); ``title`` is written as the document's /Title.
     """
     pages = [textwrap.wrap(p, 80, break_on_hyphens=False) if isinstance(p, str) else p for p in pages]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pdf_bytes(pages))
-    if password is None and not roman_pages:
+    if password is None and not roman_pages and not label_prefix and title is None:
         return path
     from pypdf import PdfReader, PdfWriter
     from pypdf.constants import PageLabelStyle
 
     writer = PdfWriter(clone_from=PdfReader(path))
+    if title is not None:
+        writer.add_metadata({"/Title": title})
+    if label_prefix and not roman_pages:
+        writer.set_page_label(0, len(pages) - 1, style=PageLabelStyle.DECIMAL, prefix=label_prefix)
     if roman_pages:
         writer.set_page_label(0, roman_pages - 1, style=PageLabelStyle.LOWERCASE_ROMAN)
         writer.set_page_label(roman_pages, len(pages) - 1, style=PageLabelStyle.DECIMAL)

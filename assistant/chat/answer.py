@@ -346,6 +346,7 @@ class Assistant:
             context_tokens=min(s.context_tokens, gen.context_window),
             max_new_tokens=max_new_tokens or s.max_new_tokens,
             max_question_tokens=s.max_question_tokens,
+            special_tokens=gen.special_tokens,
         )
         return comp, hits, retrieval_ms
 

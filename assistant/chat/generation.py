@@ -138,6 +138,15 @@ class Generator:
         return self.adapter_dir is not None and not (self.info and self.info.full_model)
 
     @property
+    def special_tokens(self) -> list[str]:
+        """Every string this tokenizer turns into a control token, longest first: ``all_special_tokens`` and the
+        added tokens flagged ``special`` (``added_tokens_decoder``). Untrusted text passes these to
+        :func:`assistant.untrusted.clean_text` so it can't forge a turn."""
+        tok = self.tokenizer
+        added = {t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if t.special}
+        return sorted(set(tok.all_special_tokens) | added, key=lambda t: (-len(t), t))
+
+    @property
     def context_window(self) -> int:
         """Maximum positions of the model (tokens)."""
         return int(getattr(self.model.config, "max_position_embeddings", 2048))
