@@ -101,6 +101,26 @@ def server_config(
 class LlamaCppServer:
     """llama-cpp-python's OpenAI-compatible server as a context manager (``start``/``stop``, ``url``)."""
 
+    install_hint = "`make serve-setup`, or `CMAKE_ARGS=-DGGML_NATIVE=OFF .venv/bin/pip install 'llama-cpp-python[server]'`"
+
+    @classmethod
+    def available(cls) -> bool:
+        """True when llama-cpp-python's server can be imported."""
+        try:
+            import llama_cpp.server  # noqa: F401 - only checks the install; the server runs in a subprocess
+        except ImportError:
+            return False
+        return True
+
+    def command(self, workdir: Path) -> list[str]:
+        """The server's command line (its config file is written into ``workdir``)."""
+        config = workdir / "server.json"
+        cfg = server_config(
+            self.models, host=self.host, port=self.port, n_ctx=self.n_ctx, n_threads=self.n_threads
+        )
+        config.write_text(json.dumps(cfg, indent=2))
+        return [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)]
+
     def __init__(
         self,
         gguf: Path,
@@ -114,6 +134,7 @@ class LlamaCppServer:
         n_threads: int | None = None,
         start_timeout_s: float = 120.0,
         log_path: Path | None = None,
+        parallel: int = 1,
     ) -> None:
         """Configure the server (nothing starts until :meth:`start` or ``with``).
 
@@ -127,6 +148,8 @@ class LlamaCppServer:
             n_threads: decode threads (default: half the CPU cores).
             start_timeout_s: how long :meth:`start` waits for ``/v1/models``, seconds.
             log_path: the server's stdout+stderr (default: a temporary file).
+            parallel: requests decoded at once (slots). llama-cpp-python decodes one at a time whatever this
+                says (the module docstring); :class:`LlamaServer` gives each of ``parallel`` slots ``n_ctx``.
         """
         self.models = {served_model: Path(gguf)}
         if base_gguf is not None:
@@ -134,6 +157,7 @@ class LlamaCppServer:
         self.host, self.port = host, port or free_port(host)
         self.n_ctx, self.n_threads, self.start_timeout_s = n_ctx, n_threads, start_timeout_s
         self.log_path = Path(log_path) if log_path else None
+        self.parallel = max(1, parallel)
         self.process: subprocess.Popen | None = None
         self.start_s = 0.0  # seconds from spawn to the first answer of /v1/models
 
@@ -155,24 +179,17 @@ class LlamaCppServer:
             raise ServingError(
                 f"GGUF file(s) not found: {missing}. Fix: pass an existing --gguf / --base-gguf."
             )
-        try:
-            import llama_cpp.server  # noqa: F401 - only checks the install; the server runs in a subprocess
-        except ImportError as exc:
+        if not self.available():
             raise ServingError(
-                f"llama-cpp-python's server is not installed ({exc}). Fix: `make serve-setup`, or "
-                "`CMAKE_ARGS=-DGGML_NATIVE=OFF .venv/bin/pip install 'llama-cpp-python[server]'`."
-            ) from exc
+                f"{type(self).__name__}: the server is not installed. Fix: {self.install_hint}."
+            )
         workdir = Path(tempfile.mkdtemp(prefix="llama-md-serve-"))
-        config = workdir / "server.json"
-        cfg = server_config(
-            self.models, host=self.host, port=self.port, n_ctx=self.n_ctx, n_threads=self.n_threads
-        )
-        config.write_text(json.dumps(cfg, indent=2))
+        command = self.command(workdir)
         self.log_path = self.log_path or workdir / "server.log"
         started = time.perf_counter()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)],
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -235,3 +252,49 @@ class LlamaCppServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def llama_server_binary() -> Path:
+    """Where ``make serve-setup`` puts llama.cpp's C++ server: ``$LLAMA_MD_LLAMA_CPP_DIR/bin/llama-server``."""
+    folder = os.environ.get("LLAMA_MD_LLAMA_CPP_DIR") or Path.home() / ".cache/llama-md/llama.cpp/0.3.36"
+    return Path(folder) / "bin" / "llama-server"
+
+
+class LlamaServer(LlamaCppServer):
+    """llama.cpp's own C++ ``llama-server`` (the vendored llama.cpp of llama-cpp-python 0.3.36, built with
+    ``GGML_NATIVE=OFF``): ``parallel`` slots decoded together with continuous batching, one model per process.
+
+    It serves ``served_model`` only; compare mode (a second model name) needs :class:`LlamaCppServer`.
+    """
+
+    install_hint = "`make serve-setup` (builds llama-server from llama-cpp-python's source distribution)"
+
+    @classmethod
+    def available(cls) -> bool:
+        """True when the built ``llama-server`` binary is present."""
+        return llama_server_binary().is_file()
+
+    def command(self, workdir: Path) -> list[str]:
+        (alias, gguf), *others = self.models.items()
+        if others:
+            logger.warning(
+                "llama-server serves one model: %s is not served (compare mode needs llama-cpp-python)",
+                [a for a, _ in others],
+            )
+            self.models = {alias: gguf}
+        return [
+            str(llama_server_binary()),
+            "--model", str(gguf),
+            "--alias", alias,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--parallel", str(self.parallel),
+            "--ctx-size", str(self.n_ctx * self.parallel),  # the slots share the context: n_ctx each
+            "--threads", str(self.n_threads or max(1, (os.cpu_count() or 2) // 2)),
+            "--cont-batching",
+            "--no-webui",
+        ]  # fmt: skip
+
+
+#: ``--engine`` names of the servers (``python -m assistant serve``, benchmarks/serve_bench.py).
+SERVER_ENGINES = {"llama-cpp-python": LlamaCppServer, "llama-server": LlamaServer}
