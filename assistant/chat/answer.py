@@ -55,6 +55,7 @@ class Source:
     score: float
     text: str
     title: str = ""
+    uploaded: bool = False  # from the asking user's own uploads: the UI labels it "your document"
 
 
 @dataclass
@@ -132,7 +133,16 @@ def select_sources(text: str, passages: Sequence, min_score: float) -> list[Sour
         bar = max(min_score, best - FALLBACK_MARGIN)
         chosen = [(n, h) for n, h in enumerate(passages, 1) if h.score >= bar][:FALLBACK_MAX]
     return [
-        Source(n, h.file, h.page, h.page_label, float(h.score), h.text, getattr(h, "title", ""))
+        Source(
+            n,
+            h.file,
+            h.page,
+            h.page_label,
+            float(h.score),
+            h.text,
+            getattr(h, "title", ""),
+            getattr(h, "uploaded", False),
+        )  # fmt: skip
         for n, h in chosen
     ]
 
@@ -270,8 +280,12 @@ class Assistant:
         use_rag: bool = True,
         top_k: int | None = None,
         max_new_tokens: int | None = None,
+        user_id: str | None = None,
     ):
         """Retrieve (when ``use_rag``), keep hits with score >= ``min_score`` and compose the prompt.
+
+        With ``user_id``, the curated store and that user's own uploads are searched and the best ``top_k`` kept
+        (:func:`assistant.chat.library.retrieve_for_user`); without it, the curated store alone.
 
         Returns:
             ``(composition, hits, retrieval_ms)``: the messages sent to the model (``composition.passages`` are
@@ -279,7 +293,13 @@ class Assistant:
         """
         s, gen = self.settings, self.generator
         hits, retrieval_ms = [], 0.0
-        if use_rag and self.retriever is not None:
+        if use_rag and user_id is not None:
+            from assistant.chat.library import retrieve_for_user
+
+            started = time.perf_counter()
+            hits = retrieve_for_user(question, top_k or s.top_k, s, user_id, self.retriever)
+            retrieval_ms = (time.perf_counter() - started) * 1000
+        elif use_rag and self.retriever is not None:
             started = time.perf_counter()
             hits = self.retriever.retrieve(question, top_k or s.top_k)
             retrieval_ms = (time.perf_counter() - started) * 1000
@@ -331,8 +351,10 @@ class Assistant:
         temperature: float | None = None,
         max_new_tokens: int | None = None,
         seed: int | None = None,
+        user_id: str | None = None,
     ) -> AnswerStream:
-        """Answer one question; see the module docstring for the steps.
+        """Answer one question; see the module docstring for the steps. ``user_id`` (:mod:`assistant.chat.users`)
+        adds that user's own uploads to the passages searched (see :meth:`compose_turn`).
 
         Screening, retrieval and composing happen here; generation starts when the stream is read.
 
@@ -357,7 +379,7 @@ class Assistant:
             "probability": round(safety.probability, 4),
         }
         comp, hits, answer.retrieval_ms = self.compose_turn(
-            question, history, use_rag=use_rag, top_k=top_k, max_new_tokens=max_new_tokens
+            question, history, use_rag=use_rag, top_k=top_k, max_new_tokens=max_new_tokens, user_id=user_id
         )
         if use_rag and self.retriever is None:
             answer.flags.append("no_store")
