@@ -498,7 +498,7 @@ def _ingest_file(
         if n_chunks > max_chunks:
             raise ChunkLimitError(
                 f"it splits into {n_chunks} chunks from {len(pdf.pages)} pages, more than the limit of "
-                f"{max_chunks} (upload_max_chunks); nothing was stored. Fix: upload a shorter document"
+                f"{max_chunks} (upload_max_chunks), so nothing was stored; upload a shorter document"
             )
     if before or record is not None:  # a new version (or chunks a lost record left behind): start clean
         _remove_file(name, collection, docstore)

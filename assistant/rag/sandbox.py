@@ -186,8 +186,8 @@ def run_child(path: Path, store: Settings) -> dict:
     pages = count_pages(path)
     if pages is not None and pages > store.upload_max_pages:
         error = (
-            f"it has {pages} pages, more than the {store.upload_max_pages} allowed (upload_max_pages); "
-            "it was not read. Fix: upload the part you need"
+            f"it has {pages} pages, more than the {store.upload_max_pages} allowed (upload_max_pages), so it was "
+            "not read; upload only the part you need"
         )
         return {"ok": False, "pages": pages, "chunks": 0, "error": error}
     report = ingest_paths(
