@@ -70,10 +70,16 @@ def library(tmp_path_factory):
     return settings, Retriever.from_settings(settings)
 
 
-def test_an_upload_under_a_curated_name_stays_the_uploaders_own(library):
+@pytest.fixture(scope="module")
+def alice_fake(library):
+    """Alice uploaded a fake under the WHO guideline's file name: (curated store before it, her UploadResult)."""
+    before = contents(library[0])
+    return before, add_upload(WHO, FAKE, library[0], ALICE)
+
+
+def test_an_upload_under_a_curated_name_stays_the_uploaders_own(library, alice_fake):
     settings, curated = library
-    before = contents(settings)
-    result = add_upload(WHO, FAKE, settings, ALICE)
+    before, result = alice_fake
     assert result.ok and result.file == WHO and result.chunks == 1, result
     assert "was added to your documents (1 page, 1 passage)" in result.message
     assert (user_uploads_dir(settings, ALICE) / WHO).read_bytes() == FAKE
@@ -91,6 +97,21 @@ def test_an_upload_under_a_curated_name_stays_the_uploaders_own(library):
     theirs = retrieve_for_user(question, 3, settings, BOB, curated)
     assert theirs and not any("Zorblax" in h.text or h.uploaded for h in theirs)
     assert not any("Zorblax" in h.text for h in curated.retrieve(question, 5))
+
+
+def test_the_answer_path_searches_the_askers_uploads_only(library, alice_fake):
+    from assistant.chat.answer import Assistant
+
+    settings = dataclasses.replace(library[0], max_new_tokens=16)
+    bot = Assistant.from_settings(settings, adapter=None)
+    question = "Do Zorblax tablets cure pre-eclampsia?"
+    comp, hits, _ = bot.compose_turn(question, user_id=ALICE)
+    assert [h.uploaded for h in comp.passages if "Zorblax" in h.text] == [True]
+    for user in (None, BOB):
+        comp, hits, _ = bot.compose_turn(question, user_id=user)
+        assert hits and not any("Zorblax" in h.text or h.uploaded for h in hits)
+    answer = bot.ask(question, user_id=ALICE, seed=0).collect()
+    assert [(s.file, s.title) for s in answer.sources if s.uploaded] == [(WHO, WHO)]
 
 
 def test_the_cli_refuses_a_curated_name_with_other_bytes(library, tmp_path, capsys):
