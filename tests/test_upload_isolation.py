@@ -14,10 +14,12 @@ import pytest
 from assistant.chat.answer import select_sources
 from assistant.chat.library import retrieve_for_user
 from assistant.chat.uploads import (
+    UploadError,
     add_upload,
     delete_uploads,
     list_uploads,
     save_upload,
+    upload_path,
     user_store_settings,
     user_uploads_dir,
 )
@@ -93,6 +95,13 @@ def test_an_upload_under_a_curated_name_stays_the_uploaders_own(library, alice_f
     assert any(not h.uploaded for h in mine)  # the curated guideline is searched too
     sources = select_sources("", [fake[0]], settings.min_score)
     assert sources and sources[0].uploaded and sources[0].title == WHO
+
+    assert (
+        upload_path(settings, ALICE, WHO).read_bytes() == FAKE
+    )  # her page view shows her file, not the WHO's
+    for who, name in ((BOB, WHO), (ALICE, "../" + WHO), (ALICE, "other.pdf")):
+        with pytest.raises(UploadError, match="not one of your uploaded documents"):
+            upload_path(settings, who, name)
 
     theirs = retrieve_for_user(question, 3, settings, BOB, curated)
     assert theirs and not any("Zorblax" in h.text or h.uploaded for h in theirs)

@@ -126,6 +126,25 @@ def add_upload(name: str, data: bytes, settings: Settings, user_id: str) -> Uplo
     return result
 
 
+def upload_path(settings: Settings, user_id: str, file: str) -> Path:
+    """The saved PDF behind one of ``user_id``'s sources (``Source.file`` with ``uploaded=True``), to show its pages.
+
+    Look uploaded sources up here, never with :func:`assistant.rag.render.find_pdf`: an upload may carry a curated
+    file's name, and find_pdf searches the corpus folders first, so it would show the real guideline's page.
+
+    Raises:
+        UploadError: ``file`` is not a plain PDF name, or it is not among this user's uploads.
+    """
+    folder = user_uploads_dir(settings, user_id).resolve()
+    candidate = (folder / file).resolve()
+    if file != Path(file).name or candidate.parent != folder or not candidate.is_file():
+        raise UploadError(
+            f"{file!r} is not one of your uploaded documents (they are: {', '.join(list_uploads(settings, user_id))}"
+            " or none); upload it again to see its pages."
+        )
+    return candidate
+
+
 def list_uploads(settings: Settings, user_id: str) -> list[str]:
     """File names of ``user_id``'s uploads, sorted."""
     folder = user_uploads_dir(settings, user_id)
