@@ -173,15 +173,24 @@ def test_an_inflation_bomb_is_cut_at_the_chunk_cap_while_the_server_answers(libr
         ({"upload_max_memory_mb": 300}, "more than the 300 MiB of memory allowed (upload_max_memory_mb)"),
     ],
 )
-def test_time_and_memory_limits_stop_the_child(library, limit, expected):
+def test_time_and_memory_limits_stop_the_child(library, alice_fake, limit, expected):
     settings, _ = library
-    user = f"local:limited-{next(iter(limit))}"
-    result = add_upload(
-        "slow.pdf", pdf_bytes([PREGNANCY_PAGES[:1]]), dataclasses.replace(settings, **limit), user
-    )
+    mine = contents(user_store_settings(settings, ALICE))
+    limited = dataclasses.replace(settings, **limit)
+    result = add_upload("slow.pdf", pdf_bytes([PREGNANCY_PAGES[:1]]), limited, ALICE)
     assert not result.ok and expected in result.message, result
-    assert sandbox_children(str(user_uploads_dir(settings, user))) == []  # the child is gone
-    assert list_uploads(settings, user) == []
+    assert sandbox_children(str(user_uploads_dir(settings, ALICE))) == []  # the child is gone
+    assert list_uploads(settings, ALICE) == [WHO]  # her earlier upload is still there, the failed one is not
+    assert contents(user_store_settings(settings, ALICE)) == mine
+
+
+def test_a_corrupt_upload_is_reported_and_changes_nothing(library, alice_fake):
+    settings, _ = library
+    before, mine = contents(settings), contents(user_store_settings(settings, ALICE))
+    result = add_upload("broken.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog", settings, ALICE)
+    assert not result.ok and "broken.pdf was not added: unreadable PDF" in result.message, result
+    assert list_uploads(settings, ALICE) == [WHO]
+    assert contents(user_store_settings(settings, ALICE)) == mine and contents(settings) == before
 
 
 def test_simultaneous_same_name_uploads_never_tear(tmp_path):
