@@ -57,6 +57,32 @@ def pdf_bytes(pages: list[list[str]]) -> bytes:
     return bytes(out)
 
 
+def shared_stream_pdf_bytes(n_pages: int, lines: list[str]) -> bytes:
+    """An inflation bomb (issue #15): ``n_pages`` pages whose /Contents all reference ONE content stream holding
+    ``lines``, so a small file extracts to ``n_pages`` times that text."""
+    stream = "\n".join(["BT /F1 11 Tf 13 TL 72 760 Td"] + [f"({_escape(x)}) Tj T*" for x in lines] + ["ET"])
+    data = stream.encode("latin-1")
+    page_ids = list(range(5, 5 + n_pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{' '.join(f'{i} 0 R' for i in page_ids)}] /Count {n_pages} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d >>\nstream\n" % len(data) + data + b"\nendstream",
+    ] + [
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 3 0 R >> >> >>"
+    ] * n_pages
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
 def write_pdf(
     path: Path,
     pages: list[list[str]] | list[str],

@@ -29,7 +29,7 @@ from assistant.chat.evidence import Evidence
 from assistant.chat.queue import QueueFullError
 from assistant.chat.safety import DISCLAIMER, emergency_banner
 from assistant.chat.service import ChatService
-from assistant.chat.uploads import MAX_UPLOAD_BYTES
+from assistant.chat.uploads import MAX_UPLOAD_BYTES, upload_path
 from assistant.chat.users import local_user_id, oidc_user_id
 from assistant.config import load_settings
 from assistant.errors import LlamaMdError, report_unexpected
@@ -102,6 +102,7 @@ if st.session_state.get("session_id") != session_id:
     st.session_state.session_id = session_id
     st.session_state.messages = history.messages(session_id, owner=user_id)
 
+
 # Sidebar: who, what is loaded, the settings, the chats, the uploads ----------------------------------------
 def delete_my_data() -> None:
     chats, files = service.delete_user_data(user_id)
@@ -166,13 +167,12 @@ with st.sidebar:
         key="uploads",
     )
     if uploads and st.button("Add to my documents", key="ingest"):
-        from assistant.rag.sandbox import add_uploads
+        from assistant.chat.uploads import add_upload
 
-        with st.spinner("Reading the PDFs (each in its own process, with page, time and memory limits)..."):
-            results = add_uploads([(u.name, u.getvalue()) for u in uploads], settings, user_id)
-        for result in results:
-            (st.success if result.ok else st.error)(result.message())
-        bot.forget_user(user_id)  # the next question searches the new files
+        for upload in uploads:  # each in its own process, with page, time and memory limits
+            with st.spinner(f"Reading {len(upload.getvalue()) / 2**20:.1f} MiB..."):
+                result = add_upload(upload.name, upload.getvalue(), settings, user_id)
+            (st.success if result.ok else st.error)(result.message, icon="📄")
 
 st.title("llama-md")
 st.caption(DISCLAIMER)
@@ -181,14 +181,14 @@ st.caption(DISCLAIMER)
 DETAILS = ("evidence", "groundedness", "unsupported", "flags")  # kept with each answer in the chat history
 
 
-def show_page(file: str, page: int, label: str, sentence: str | None, key: str) -> None:
-    """A "Show page" switch; when on, the PDF page as an image with ``sentence`` highlighted (rendered once)."""
+def show_page(file: str, page: int, label: str, sentence: str | None, key: str, uploaded: bool) -> None:
+    """A "Show page" switch; when on, the PDF page as an image with ``sentence`` highlighted (rendered once).
+    ``uploaded``: the file is this user's own upload (opened from their folder only, never the library's)."""
     if not st.toggle(f"Show page {label}", key=key):
         return
     try:
-        png = render_page(
-            find_pdf(file, settings), page, highlight=sentence, cache_dir=settings.cache_dir / "pages"
-        )
+        pdf = upload_path(settings, user_id, file) if uploaded else find_pdf(file, settings)
+        png = render_page(pdf, page, highlight=sentence, cache_dir=settings.cache_dir / "pages")
     except LlamaMdError as exc:
         st.warning(str(exc))
         return
@@ -204,9 +204,8 @@ def show_evidence(evidence: list[dict], key: str) -> None:
     for i, ev in enumerate(evidence):
         quote = Evidence(**ev)
         st.text(quote.citation())  # the CLI's and the number check's wording
-        show_page(
-            quote.file, quote.page, quote.page_label or str(quote.page), quote.sentence, f"{key}-quote{i}"
-        )
+        label = quote.page_label or str(quote.page)
+        show_page(quote.file, quote.page, label, quote.sentence, f"{key}-quote{i}", quote.uploaded)
 
 
 def show_sources(sources: list[dict], evidence: list[dict], key: str) -> None:
@@ -214,14 +213,22 @@ def show_sources(sources: list[dict], evidence: list[dict], key: str) -> None:
     for i, src in enumerate(sources):
         label = src.get("page_label") or src["page"]
         quote = next(
-            (e["sentence"] for e in evidence if (e["file"], e["page"]) == (src["file"], src["page"])), None
+            (
+                e["sentence"]
+                for e in evidence
+                if (e["file"], e["page"], e.get("uploaded", False))
+                == (src["file"], src["page"], src.get("uploaded", False))
+            ),
+            None,
         )
         mine = "your document: " if src.get("uploaded") else ""
         title = f"[{src['number']}] {mine}{src['file']}, page {label} (score {src['score']:.2f})"
         # keyed and tracked, so an opened source stays open when the answer is redrawn from the history
         with st.expander(title, key=f"{key}-source{i}-open", on_change="rerun"):
             st.text(src["text"])
-            show_page(src["file"], src["page"], str(label), quote, f"{key}-source{i}")
+            show_page(
+                src["file"], src["page"], str(label), quote, f"{key}-source{i}", bool(src.get("uploaded"))
+            )
 
 
 def show_details(message: dict, key: str, top) -> None:

@@ -61,6 +61,7 @@ class Source:
     score: float
     text: str
     title: str = ""
+    uploaded: bool = False  # from the asking user's own uploads: the UI labels it "your document"
 
 
 @dataclass
@@ -139,7 +140,16 @@ def select_sources(text: str, passages: Sequence, min_score: float) -> list[Sour
         bar = max(min_score, best - FALLBACK_MARGIN)
         chosen = [(n, h) for n, h in enumerate(passages, 1) if h.score >= bar][:FALLBACK_MAX]
     return [
-        Source(n, h.file, h.page, h.page_label, float(h.score), h.text, getattr(h, "title", ""))
+        Source(
+            n,
+            h.file,
+            h.page,
+            h.page_label,
+            float(h.score),
+            h.text,
+            getattr(h, "title", ""),
+            getattr(h, "uploaded", False),
+        )  # fmt: skip
         for n, h in chosen
     ]
 
@@ -323,16 +333,29 @@ class Assistant:
         use_rag: bool = True,
         top_k: int | None = None,
         max_new_tokens: int | None = None,
+        user_id: str | None = None,
+        generator=None,
     ):
         """Retrieve (when ``use_rag``), keep hits with score >= ``min_score`` and compose the prompt.
+
+        With ``user_id``, the curated store and that user's own uploads are searched and the best ``top_k`` kept
+        (:func:`assistant.chat.library.retrieve_for_user`); without it, the curated store alone.
 
         Returns:
             ``(composition, hits, retrieval_ms)``: the messages sent to the model (``composition.passages`` are
             the supporting hits that fit, numbered 1..k), every retrieved hit, and the retrieval time in ms.
+            ``generator``: the one the answer will use (default ``self.generator``), so a swap landing meanwhile
+            never composes with one model's prompt format and generates with another.
         """
-        s, gen = self.settings, self.generator
+        s, gen = self.settings, generator or self.generator
         hits, retrieval_ms = [], 0.0
-        if use_rag and self.retriever is not None:
+        if use_rag and user_id is not None:
+            from assistant.chat.library import retrieve_for_user
+
+            started = time.perf_counter()
+            hits = retrieve_for_user(question, top_k or s.top_k, s, user_id, self.retriever)
+            retrieval_ms = (time.perf_counter() - started) * 1000
+        elif use_rag and self.retriever is not None:
             started = time.perf_counter()
             hits = self.retriever.retrieve(question, top_k or s.top_k)
             retrieval_ms = (time.perf_counter() - started) * 1000
@@ -386,8 +409,10 @@ class Assistant:
         max_new_tokens: int | None = None,
         seed: int | None = None,
         cancel: threading.Event | None = None,
+        user_id: str | None = None,
     ) -> AnswerStream:
-        """Answer one question; see the module docstring for the steps.
+        """Answer one question; see the module docstring for the steps. ``user_id`` (:mod:`assistant.chat.users`)
+        adds that user's own uploads to the passages searched (see :meth:`compose_turn`).
 
         Screening, retrieval and composing happen here; generation starts when the stream is read. ``cancel``:
         set it (from any thread) to stop the generation, as :meth:`AnswerStream.cancel` does.
@@ -413,7 +438,13 @@ class Assistant:
             "probability": round(safety.probability, 4),
         }
         comp, hits, answer.retrieval_ms = self.compose_turn(
-            question, history, use_rag=use_rag, top_k=top_k, max_new_tokens=max_new_tokens
+            question,
+            history,
+            use_rag=use_rag,
+            top_k=top_k,
+            max_new_tokens=max_new_tokens,
+            user_id=user_id,
+            generator=gen,
         )
         if use_rag and self.retriever is None:
             answer.flags.append("no_store")

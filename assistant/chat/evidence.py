@@ -103,6 +103,7 @@ class Evidence:
     sentence: str
     score: float
     cosine: float = 0.0
+    uploaded: bool = False  # from the asking user's own upload, not the curated library
 
     def to_json(self) -> dict:
         """The CLI's ``--json`` form: ``{"file", "page", "page_label", "sentence", "score"}``."""
@@ -112,7 +113,8 @@ class Evidence:
 
     def citation(self) -> str:
         """``From <short title or file>, p. <label>: “<sentence>”``, the line shown under an answer."""
-        return f"From {short_title(self.title) or self.file}, p. {self.page_label or self.page}: “{self.sentence}”"
+        source = f"your document {self.file}" if self.uploaded else (short_title(self.title) or self.file)
+        return f"From {source}, p. {self.page_label or self.page}: “{self.sentence}”"
 
 
 def short_title(title: str) -> str:
@@ -340,6 +342,7 @@ def select_evidence(
                 sentence=sentences.sentences[i],
                 score=float(fused[pos]),
                 cosine=float(cosine[pos]),
+                uploaded=bool(getattr(hit, "uploaded", False)),
             )
         )
     return quotes

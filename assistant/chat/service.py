@@ -52,15 +52,14 @@ class ChatService:
         return cls(settings, assistant, history)
 
     def delete_user_data(self, user_id: str) -> tuple[int, int]:
-        """"Delete my data": every chat of ``user_id`` and every file they uploaded (with its store).
+        """ "Delete my data": every chat of ``user_id`` and every file they uploaded (with its store).
 
         Returns:
             ``(chats deleted, uploaded files deleted)``.
         """
-        from assistant.rag.sandbox import delete_uploads
+        from assistant.chat.uploads import delete_uploads
 
         chats = self.history.delete_owner(user_id)
         files = delete_uploads(self.settings, user_id)
-        self.assistant.forget_user(user_id)
         logger.info("Deleted the data of one user: %d chats, %d uploads", chats, files)
         return chats, files

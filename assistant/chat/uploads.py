@@ -1,11 +1,35 @@
-"""PDF uploads from the chat UI: sanitized names, a size limit, and a check that the bytes really are a PDF."""
+"""PDF uploads from the chat UI: sanitized names, a size limit, a check that the bytes really are a PDF, and each
+user's own folder and store (issue #15).
+
+Where a user's data lives (``key`` = :func:`assistant.chat.users.user_key`, which does not reveal the identity)::
+
+    <home>/uploads/<key>/x.pdf, x-2.pdf ...   the files (the page view opens them from here)
+    <home>/users/<key>/store/                 the user's own Chroma store (collection = settings.collection)
+
+A separate store folder per user is the simplest isolation there is: an upload can't reach the curated store
+(``<home>/store``) or another user's chunks through a missing ``where`` filter, names never collide across users,
+each user's writes take their own lock, and "delete my data" is removing two folders. Uploads are ingested in a
+limited child process (:mod:`assistant.rag.sandbox`); retrieval merges the user's store with the curated one
+(:mod:`assistant.chat.library`).
+
+    result = add_upload("letter.pdf", data, settings, user_id)   # save + sandboxed ingest; result.message
+    delete_uploads(settings, user_id)                            # files + store; returns files removed
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
+from assistant.chat.users import user_key
+from assistant.config import Settings
 from assistant.errors import LlamaMdError
+from assistant.rag.sandbox import UploadResult, ingest_sandboxed
 
 MAX_UPLOAD_BYTES = 50 * 2**20  # 50 MiB: the largest corpus PDF here is 3.4 MB
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -39,8 +63,110 @@ def save_upload(name: str, data: bytes, folder: Path, max_bytes: int = MAX_UPLOA
     if not data[:1024].lstrip().startswith(b"%PDF-"):
         raise UploadError(f"{name!r} is named .pdf but its content is not a PDF (no %PDF- header).")
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / safe_name(name)
-    tmp = path.with_suffix(".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return _link_unique(Path(tmp), folder / safe_name(name))
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _link_unique(tmp: Path, wanted: Path, max_tries: int = 10_000) -> Path:
+    """Give the complete file ``tmp`` the first free name of ``x.pdf``, ``x-2.pdf``, ``x-3.pdf`` ...
+
+    ``link(2)`` fails with EEXIST when the name exists, like ``open(O_CREAT | O_EXCL)``, and makes the name appear
+    with all its bytes at once: simultaneous uploads of one name never overwrite or tear each other's file.
+    """
+    for n in range(1, max_tries + 1):
+        path = wanted if n == 1 else wanted.with_name(f"{wanted.stem}-{n}{wanted.suffix}")
+        try:
+            os.link(tmp, path)
+            return path
+        except FileExistsError:
+            continue
+    raise UploadError(f"{wanted.name!r}: {max_tries} files of that name exist already; rename the file.")
+
+
+def user_uploads_dir(settings: Settings, user_id: str) -> Path:
+    """Folder of ``user_id``'s uploaded PDFs: ``<home>/uploads/<user_key>``."""
+    return settings.uploads_dir / user_key(user_id)
+
+
+def user_store_settings(settings: Settings, user_id: str) -> Settings:
+    """``settings`` whose store is ``user_id``'s own: ``home`` = ``<home>/users/<user_key>`` (store/ under it)."""
+    return dataclasses.replace(settings, home=settings.home / "users" / user_key(user_id))
+
+
+def ingest_upload(path: Path, settings: Settings, user_id: str) -> UploadResult:
+    """Ingest a saved upload into ``user_id``'s own store in a limited child process (:mod:`assistant.rag.sandbox`).
+
+    Returns:
+        The UploadResult (``message`` is one sentence for the user); never raises for a bad file.
+    """
+    return ingest_sandboxed(Path(path), user_store_settings(settings, user_id))
+
+
+def add_upload(name: str, data: bytes, settings: Settings, user_id: str) -> UploadResult:
+    """Save an upload under a free name in the user's folder and ingest it into the user's store.
+
+    A file that is refused or fails to ingest is not kept; the user's earlier uploads and the curated store are
+    unchanged either way.
+
+    Returns:
+        The UploadResult; ``file`` is the name it was saved under (``x-2.pdf`` when ``x.pdf`` exists).
+    """
+    try:
+        path = save_upload(name, data, user_uploads_dir(settings, user_id))
+    except UploadError as exc:
+        return UploadResult(safe_name(name), False, error=str(exc).rstrip("."))
+    result = ingest_upload(path, settings, user_id)
+    if not result.ok:
+        path.unlink(missing_ok=True)
+    return result
+
+
+def upload_path(settings: Settings, user_id: str, file: str) -> Path:
+    """The saved PDF behind one of ``user_id``'s sources (``Source.file`` with ``uploaded=True``), to show its pages.
+
+    Look uploaded sources up here, never with :func:`assistant.rag.render.find_pdf`: an upload may carry a curated
+    file's name, and find_pdf searches the corpus folders first, so it would show the real guideline's page.
+
+    Raises:
+        UploadError: ``file`` is not a plain PDF name, or it is not among this user's uploads.
+    """
+    folder = user_uploads_dir(settings, user_id).resolve()
+    candidate = (folder / file).resolve()
+    if file != Path(file).name or candidate.parent != folder or not candidate.is_file():
+        raise UploadError(
+            f"{file!r} is not one of your uploaded documents (they are: {', '.join(list_uploads(settings, user_id))}"
+            " or none); upload it again to see its pages."
+        )
+    return candidate
+
+
+def list_uploads(settings: Settings, user_id: str) -> list[str]:
+    """File names of ``user_id``'s uploads, sorted."""
+    folder = user_uploads_dir(settings, user_id)
+    return sorted(p.name for p in folder.glob("*.pdf")) if folder.is_dir() else []
+
+
+def delete_uploads(settings: Settings, user_id: str) -> int:
+    """Delete ``user_id``'s uploaded files and their store ("delete my data"); returns the number of files removed.
+
+    The curated store and other users' data are not touched.
+    """
+    from assistant.chat.library import forget_user
+    from assistant.rag import store as st
+    from assistant.rag.lock import store_lock
+
+    removed = len(list_uploads(settings, user_id))
+    store = user_store_settings(settings, user_id)
+    forget_user(store)
+    if store.store_dir.is_dir():
+        with store_lock(store):
+            st.drop_collection(store, client=st.open_client(store, fresh=True))
+    for folder in (user_uploads_dir(settings, user_id), store.home):
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(folder)
+    return removed

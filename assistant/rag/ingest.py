@@ -17,6 +17,11 @@ path lies under one of the given paths (or of the given specialty) and nothing w
 ``rebuild`` builds into ``<collection>__rebuild`` and swaps it in only when at least one file was read;
 ``dry_run`` reports what would be added, replaced and removed. A run that changed the store raises its generation
 counter, which tells running retrievers to reopen it.
+
+Curated names are pinned (issue #15): a file named like a corpus manifest entry is ingested (and gets the manifest's
+title) only when its sha256 is the manifest's; otherwise it fails and what is stored stays. A user's uploads are
+ingested with ``uploaded=True`` into that user's own store (:mod:`assistant.rag.sandbox`): titled by file name,
+never by a manifest, and capped at ``max_chunks`` before anything is written.
 """
 
 from __future__ import annotations
@@ -30,13 +35,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from assistant.config import ConfigError, Settings
+from assistant.errors import LlamaMdError
 from assistant.rag.pdf import PdfError, read_pdf
 from assistant.rag.report import FileResult, IngestReport
 
 logger = logging.getLogger(__name__)
 
 FILE_PREFIX = "file::"
-META_FIELDS = ("file", "file_sha256", "page", "page_label", "title", "specialty")
+META_FIELDS = ("file", "file_sha256", "page", "page_label", "title", "specialty", "uploaded")
 
 
 def _length_sorter():
@@ -94,15 +100,35 @@ def make_splitter(settings: Settings, embed_model):
     )
 
 
-def _manifest_index() -> dict[str, tuple[str, str]]:
-    """file name -> (specialty, title) from every corpus manifest."""
+def _manifest_index() -> dict[str, tuple[str, str, str]]:
+    """file name -> (specialty, title, sha256) from every corpus manifest."""
     from corpora import list_corpora, load_corpus
 
     index = {}
     for name in list_corpora():
         for entry in load_corpus(name).files:
-            index[entry.file] = (name, entry.title)
+            index[entry.file] = (name, entry.title, entry.sha256)
     return index
+
+
+class ChunkLimitError(LlamaMdError, ValueError):
+    """A file splits into more chunks than allowed (``max_chunks``); raised before anything is written."""
+
+
+def manifest_mismatch(name: str, sha: str, known: dict) -> str:
+    """Why a file named like a corpus manifest entry but with other bytes is refused ("" when it is fine).
+
+    Only the exact file a manifest pins may carry its name (and so its title and specialty) in the curated store:
+    anything else under that name would be cited as that publisher's guideline (issue #15).
+    """
+    if name not in known or known[name][2] == sha:
+        return ""
+    spec, _, expected = known[name]
+    return (
+        f"its name is that of a {spec!r} corpus file, but its sha256 {sha[:12]}... differs from the manifest's "
+        f"{expected[:12]}... (corpora/{spec}.toml); the stored copy is kept. Fix: ingest the exact published "
+        "file, or rename this one"
+    )
 
 
 def collect_pdfs(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
@@ -151,6 +177,8 @@ def ingest_paths(
     chroma_url: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     show_progress: bool = False,
+    uploaded: bool = False,
+    max_chunks: int | None = None,
 ) -> IngestReport:
     """Ingest PDFs (files or folders) into the settings' collection; see the module docstring.
 
@@ -168,6 +196,10 @@ def ingest_paths(
         chroma_url: ``http://HOST:PORT`` of a Chroma server instead of the embedded store.
         progress: called as ``progress(done_files, total_files, file_name)`` after each file.
         show_progress: tqdm bars over files and embedding batches (the CLI turns them on).
+        uploaded: the files are a user's uploads (:mod:`assistant.rag.sandbox`): no manifest lookup, the title is
+            the file name, chunks carry ``uploaded=True``. Otherwise a file named like a manifest entry must have
+            the manifest's sha256, or it fails and its stored chunks are kept.
+        max_chunks: a file that splits into more chunks fails before anything of it is written (None: no cap).
 
     Returns:
         IngestReport with one FileResult per input (and per pruned file).
@@ -214,6 +246,8 @@ def ingest_paths(
                 report,
                 progress,
                 show_progress,
+                uploaded,
+                max_chunks,
             )
             if prune and not rebuild:
                 _prune(paths, pdfs, specialty, collection, ds_path, report)
@@ -248,7 +282,18 @@ def _open_existing(settings: Settings, chroma_url: str | None, client):
 
 
 def _run_files(
-    pdfs, settings, specialty, collection, ds_path, embed_model, splitter, report, progress, show_progress
+    pdfs,
+    settings,
+    specialty,
+    collection,
+    ds_path,
+    embed_model,
+    splitter,
+    report,
+    progress,
+    show_progress,
+    uploaded=False,
+    max_chunks=None,
 ) -> None:
     """Ingest each PDF in turn into ``collection``, saving the docstore after each; fills ``report``."""
     from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
@@ -265,7 +310,7 @@ def _run_files(
         docstore=docstore,
         docstore_strategy=DocstoreStrategy.UPSERTS,
     )
-    known = _manifest_index()
+    known = {} if uploaded else _manifest_index()
     seen: dict[str, str] = {}  # file name -> sha256 in this run
     bar = tqdm(pdfs, desc="files", unit="file", disable=not show_progress)
     for done, path in enumerate(bar, start=1):
@@ -285,14 +330,20 @@ def _run_files(
                     if same
                     else "another file with this name was ingested in this run; rename one (names identify files)"
                 )
+            elif mismatch := manifest_mismatch(name, sha, known):
+                result.reason = mismatch
             else:
                 seen[name] = sha
-                spec, title = known.get(name, (None, None))
+                spec, title, _ = known.get(name, (None, None, None))
                 meta = {"specialty": specialty or spec or settings.specialty or "", "title": title}
-                _ingest_file(path, name, sha, meta, pipeline, collection, docstore, result, show_progress)
+                if uploaded:
+                    meta.update(title=name, uploaded=True)
+                _ingest_file(
+                    path, name, sha, meta, pipeline, collection, docstore, result, show_progress, max_chunks
+                )
                 st.save_docstore(docstore, ds_path)
-        except PdfError as exc:
-            result.status, result.reason = exc.status, str(exc)
+        except (PdfError, ChunkLimitError) as exc:
+            result.status, result.reason = getattr(exc, "status", "failed"), str(exc)
             if docstore.get_document(FILE_PREFIX + name, raise_error=False) is not None:
                 result.reason += "; its stored chunks are kept"
         except Exception as exc:  # one file's failure never aborts the run
@@ -398,8 +449,10 @@ def _ingest_file(
     docstore,
     result: FileResult,
     show_progress: bool = False,
+    max_chunks: int | None = None,
 ) -> None:
-    """Add or refresh one PDF stored as ``name``; fills ``result``. Raises PdfError before anything is written.
+    """Add or refresh one PDF stored as ``name``; fills ``result``. Raises PdfError (unreadable) or
+    ChunkLimitError (more than ``max_chunks`` chunks) before anything is written.
 
     A changed file's old chunks are deleted before the new ones are added: Chroma's ``add()`` ignores ids it
     already holds, so a chunk id reused by the new version would otherwise keep its old text.
@@ -428,6 +481,8 @@ def _ingest_file(
             "title": meta["title"] or pdf.title,
             "specialty": meta["specialty"],
         }
+        if meta.get("uploaded"):
+            metadata["uploaded"] = True
         docs.append(
             Document(
                 id_=page_doc_id(name, page.number),
@@ -437,6 +492,14 @@ def _ingest_file(
                 excluded_llm_metadata_keys=list(META_FIELDS),  # and count only text tokens in chunk_size
             )
         )
+    if max_chunks is not None:  # split once more up front: a bomb is refused before embedding or writing
+        splitter = pipeline.transformations[0]
+        n_chunks = len(splitter(docs))
+        if n_chunks > max_chunks:
+            raise ChunkLimitError(
+                f"it splits into {n_chunks} chunks from {len(pdf.pages)} pages, more than the limit of "
+                f"{max_chunks} (upload_max_chunks), so nothing was stored; upload a shorter document"
+            )
     if before or record is not None:  # a new version (or chunks a lost record left behind): start clean
         _remove_file(name, collection, docstore)
     nodes = pipeline.run(documents=docs, store_doc_text=False, show_progress=show_progress)

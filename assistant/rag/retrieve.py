@@ -72,6 +72,7 @@ class Hit:
     specialty: str
     title: str
     chunk_id: str
+    uploaded: bool = False  # from the asking user's own uploads (their store), not the curated library
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +90,7 @@ def _hit(chunk_id: str, text: str, meta: dict, score: float) -> Hit:
         specialty=str(meta.get("specialty", "")),
         title=str(meta.get("title", "")),
         chunk_id=chunk_id,
+        uploaded=bool(meta.get("uploaded", False)),
     )
 
 
