@@ -46,7 +46,8 @@ def test_emergency_banner_comes_first(app):
     app.chat_input[0].set_value("I'm 34 weeks pregnant with a severe headache and blurry vision").run()
     message = app.chat_message[-1]
     assert message.error[0].value.startswith("**Possible pre-eclampsia.** This may be an emergency.")
-    assert message.text[0].value.startswith("This may be an emergency. Call your local emergency number")
+    # the answer (after any quotes a low groundedness puts above it) opens with the emergency advice
+    assert any(t.value.startswith("This may be an emergency. Call your local emergency number") for t in message.text)
 
 
 def test_a_crisis_gets_the_crisis_line_in_the_banner(app):
@@ -54,7 +55,7 @@ def test_a_crisis_gets_the_crisis_line_in_the_banner(app):
         "everyone would be better off if I wasn't here, I've sorted out the pills"
     ).run()
     message = app.chat_message[-1]
-    assert "988" in message.error[0].value and "988" in message.text[0].value
+    assert "988" in message.error[0].value and any("988" in t.value for t in message.text)
 
 
 def test_upload_of_a_non_pdf_is_refused(app):
