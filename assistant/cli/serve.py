@@ -1,7 +1,8 @@
-"""Serve the generator over an OpenAI-compatible API (llama-cpp-python's server) for the chat and evaluation.
+"""Serve the generator over an OpenAI-compatible API (llama.cpp) for the chat and evaluation.
 
     llama-md serve                                      # newest usable run's exported GGUF, or the bundled model
     llama-md serve --run .llama-md/runs/RUN --quant q4_k_m --port 8080
+    llama-md serve --engine llama-server --parallel 4   # C++ llama-server: 4 answers decoded together
     llama-md serve --gguf model.gguf --base-gguf base.gguf --host 0.0.0.0
 
 Serves the run's GGUF (`python -m finetune export RUN --to gguf`) as 'llama-md' and the base model's GGUF as
@@ -9,8 +10,10 @@ Serves the run's GGUF (`python -m finetune export RUN --to gguf`) as 'llama-md' 
 
     LLAMA_MD_GENERATOR_BACKEND=openai LLAMA_MD_GENERATOR_URL=http://127.0.0.1:8080/v1 llama-md chat "..."
 
-Requests are served one at a time (llama-cpp-python's server holds a global lock per request; see
-assistant/serving.py), and the two model names share one loaded model, swapped on demand.
+Engines (assistant/serving.py): ``llama-cpp-python`` (the default) serves requests one at a time (a global lock per
+request) and both model names, swapping the loaded model on demand; ``llama-server`` (llama.cpp's C++ server, built by
+`make serve-setup`) decodes ``--parallel`` requests together with continuous batching but serves one model, so compare
+mode needs the first.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class ServeConfig:
     n_ctx: int = 2048  # context size, tokens
     threads: int | None = None  # decode threads (None: half the cores)
     start_timeout_s: float = 120.0
+    engine: str = "llama-cpp-python"  # a key of assistant.serving.SERVER_ENGINES
+    parallel: int = 4  # slots decoded together (llama-server); the chat admits as many answers at once
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +68,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="decode threads (default: half the CPU cores)")
     parser.add_argument(
         "--start-timeout-s", type=float, default=120.0, help="seconds to wait for the server (default 120)"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("llama-cpp-python", "llama-server"),
+        default="llama-cpp-python",
+        help="llama-cpp-python (one request at a time, base + fine-tuned names) or llama-server (C++, --parallel "
+        "slots, one model) (default llama-cpp-python)",
+    )
+    parser.add_argument(
+        "--parallel", type=int, default=4, help="requests decoded together by llama-server (default 4)"
     )
 
 
@@ -95,16 +110,25 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
                 "Fix: pass --gguf PATH (and --base-gguf PATH), or `python -m finetune export RUN --to gguf`."
             )
     return ServeConfig(
-        settings, gguf, base_gguf, args.host, args.port, args.n_ctx, args.threads, args.start_timeout_s
+        settings,
+        gguf,
+        base_gguf,
+        args.host,
+        args.port,
+        args.n_ctx,
+        args.threads,
+        args.start_timeout_s,
+        args.engine,
+        args.parallel,
     )
 
 
 def main(cfg: ServeConfig) -> int:
     """Start the server, print its URL and the settings for the chat, and serve until Ctrl-C (or SIGTERM)."""
-    from assistant.serving import LlamaCppServer
+    from assistant.serving import SERVER_ENGINES
 
     s = cfg.settings
-    server = LlamaCppServer(
+    server = SERVER_ENGINES[cfg.engine](
         cfg.gguf,
         base_gguf=cfg.base_gguf,
         served_model=s.served_model,
@@ -114,6 +138,7 @@ def main(cfg: ServeConfig) -> int:
         n_ctx=cfg.n_ctx,
         n_threads=cfg.threads,
         start_timeout_s=cfg.start_timeout_s,
+        parallel=cfg.parallel,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on SIGTERM too
     with server:
