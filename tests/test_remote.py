@@ -202,3 +202,36 @@ def test_evaluate_cli_runs_a_suite_against_the_server(tmp_path, server, data_dir
     for s in sets:
         assert all(row["answer"] for row in s["items"]["base"]), s["items"]
         assert any("served generator" in note for note in s["notes"])
+
+
+def test_llama_server_decodes_parallel_requests_together(ui_home):
+    """llama.cpp's C++ server (``--engine llama-server``): two answers asked at once stream side by side — the
+    second's first token comes long before the first answer ends, unlike llama-cpp-python's one-at-a-time server."""
+    from assistant.chat.remote import OpenAIGenerator
+    from assistant.serving import LlamaServer
+
+    if not LlamaServer.available():
+        pytest.skip(f"llama-server is not built: {LlamaServer.install_hint}")
+    with LlamaServer(_gguf(), parallel=2, n_ctx=1024, n_threads=2) as running:
+        remote = OpenAIGenerator.from_settings(
+            make_settings(ui_home, generator_backend="openai", generator_url=running.url), "auto"
+        )
+        question = [{"role": "user", "content": "Write a long list of healthy foods, one per line."}]
+        times: dict[int, list[float]] = {0: [], 1: []}
+        barrier = threading.Barrier(2)
+
+        def ask(i: int) -> None:
+            barrier.wait()
+            for piece in remote.stream(question, temperature=0.0, max_new_tokens=96, repetition_penalty=1.0):
+                if piece:
+                    times[i].append(time.perf_counter())
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    assert len(times[0]) > 20 and len(times[1]) > 20
+    first, second = sorted(times.values(), key=lambda ts: ts[0])
+    assert second[0] < first[-1]  # the later request started streaming while the earlier one was still going
+    assert sum(first[0] <= t <= first[-1] for t in second) > len(second) // 2  # and mostly in step with it
