@@ -37,13 +37,14 @@ export LLAMA_MD_LLAMA_CPP_DIR ?= $(HOME)/.cache/llama-md/llama.cpp/$(LLAMA_CPP_V
 SERVE_STAMP := $(VENV)/.serve-installed
 serve-setup: $(SERVE_STAMP)
 $(SERVE_STAMP): $(STAMP)
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -c constraints.txt 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
-	test -f $(LLAMA_MD_LLAMA_CPP_DIR)/convert_hf_to_gguf.py || { \
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -c constraints.txt 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)' 'sentencepiece>=0.2,<0.3'
+	test -d $(LLAMA_MD_LLAMA_CPP_DIR)/conversion || { \
 	  tmp=$$(mktemp -d) && $(PIP) download -q --no-deps --no-binary :all: -d $$tmp 'llama-cpp-python==$(LLAMA_CPP_VERSION)' \
 	  && mkdir -p $(LLAMA_MD_LLAMA_CPP_DIR) \
 	  && tar -xzf $$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $(LLAMA_MD_LLAMA_CPP_DIR) --strip-components=3 \
 	       llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/convert_hf_to_gguf.py \
 	       llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/gguf-py \
+	       llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/conversion \
 	  && rm -rf $$tmp; }
 	touch $(SERVE_STAMP)
 
