@@ -168,7 +168,7 @@ def test_qlora_base_only_available_quantized_is_refused(tiny_model, tmp_path):
 
 
 def test_a_folder_without_adapter_is_refused_with_what_to_pass(tmp_path):
-    with pytest.raises(ExportError, match="not a fine-tune run folder.*--quant must be one of"):
+    with pytest.raises(ExportError, match="--quant must be one of .*got .q3.*not a fine-tune run folder"):
         ExportConfig(tmp_path, to="gguf", quant="q3")
 
 
