@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from assistant.adapters import AdapterInfo
-from assistant.finetuning.export import ExportConfig, ExportError, check_base_precision, gguf_metadata
+from assistant.finetuning.export import ExportConfig, ExportError, check_base_precision
 from assistant.finetuning.export import main as export
+from assistant.finetuning.gguf import gguf_metadata
 from tests.helpers import lora_b_norm, make_adapter, tiny_config
 
 PARITY_KEYS = {
@@ -28,9 +28,9 @@ def _llama_cpp_ready() -> bool:
     try:
         import llama_cpp  # noqa: F401
 
-        from assistant.finetuning.export import llama_cpp_dir
+        from assistant.finetuning.gguf import llama_cpp_dir
 
-        llama_cpp_dir(SimpleNamespace(llama_cpp_dir=None))  # $LLAMA_MD_LLAMA_CPP_DIR or the default folder
+        llama_cpp_dir()  # $LLAMA_MD_LLAMA_CPP_DIR or the default folder
         return True
     except Exception:  # noqa: BLE001
         return False
