@@ -167,6 +167,24 @@ def test_qlora_base_only_available_quantized_is_refused(tiny_model, tmp_path):
         check_base_precision(str(quantized))
 
 
+def test_a_qlora_run_is_merged_into_the_full_precision_base_and_says_so(tiny_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from assistant.config import load_settings
+    from assistant.finetuning.export import export_merged
+
+    run = tmp_path / "qlora-run"
+    shutil.copytree(tiny_run / "adapter", run / "adapter")
+    config = json.loads((tiny_run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "quantization": "4bit"}))
+    done = export_merged(
+        ExportConfig(run, to="merged", parity=False), load_settings({"home": str(tmp_path)}, environ={})
+    )
+    assert any("4bit-quantized base (QLoRA)" in n and "not into quantized weights" in n for n in done.notes)
+    weights = load_file(done.path / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in weights.values())  # full precision, never bnb-packed
+
+
 def test_a_folder_without_adapter_is_refused_with_what_to_pass(tmp_path):
     with pytest.raises(ExportError, match="--quant must be one of .*got .q3.*not a fine-tune run folder"):
         ExportConfig(tmp_path, to="gguf", quant="q3")

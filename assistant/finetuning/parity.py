@@ -82,8 +82,11 @@ class LlamaCppModel:
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
     def generate(self, prompts: list[list[int]], stop_ids: list[int], max_new_tokens: int):
+        from tqdm.auto import tqdm
+
         results = []
-        for prompt in prompts:
+        bar = tqdm(prompts, desc="llama.cpp greedy", unit="prompt")
+        for prompt in bar:
             self.llm.reset()
             self.llm.eval(prompt)
             out, stopped = [], False
@@ -102,6 +105,7 @@ class LlamaCppModel:
                 out.append(token)
                 self.llm.eval([token])
             results.append((out, stopped))
+            bar.set_postfix(stop_rate=f"{sum(st for _, st in results) / len(results):.2f}")
         return results
 
     def answer_logprob(self, ids: list[int], labels: list[int]) -> float:
@@ -174,7 +178,9 @@ def compare(reference, exported, tokenizer, info: AdapterInfo, pairs: list[Pair]
     ]
     ref_prompts = [reference.prompt_ids(t) for t in texts]
     exp_prompts = [exported.prompt_ids(t) for t in texts]
+    logger.info("Parity: %d prompts through base + adapter (transformers)", len(texts))
     ref_out = reference.generate(ref_prompts, stops, max_new_tokens)
+    logger.info("Parity: the same prompts through the export")
     exp_out = exported.generate(exp_prompts, stops, max_new_tokens)
     n = len(pairs)
 
@@ -184,6 +190,7 @@ def compare(reference, exported, tokenizer, info: AdapterInfo, pairs: list[Pair]
     firsts = [(_with_stop(*r), _with_stop(*e)) for r, e in zip(ref_out, exp_out, strict=True)]
     examples = [render_example(tokenizer, info.system_prompt, p.question, p.answer) for p in pairs]
     examples = [(ids[:max_seq_length], labels[:max_seq_length]) for ids, labels in examples]
+    logger.info("Parity: teacher-forced log-probabilities of %d reference answers", len(examples))
     ref_lp = [reference.answer_logprob(ids, labels) for ids, labels in examples]
     exp_lp = [exported.answer_logprob(ids, labels) for ids, labels in examples]
     diffs = [e - r for e, r in zip(exp_lp, ref_lp, strict=True)]
