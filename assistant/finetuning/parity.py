@@ -18,6 +18,7 @@ the reference's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.adapters import AdapterInfo
+from assistant.adapters import WEIGHT_FILES, AdapterInfo
 from assistant.data import Pair
 from assistant.finetuning.dataprep import chat_messages, render_example
 from assistant.finetuning.evaluation import REPETITION_PENALTY, generate_token_ids, stop_token_ids
@@ -165,9 +166,32 @@ def load_reference(run_dir: Path, base_path: str, dtype: str = "float32") -> Tra
     return TransformersModel(PeftModel.from_pretrained(base, str(adapter_dir)), tokenizer)
 
 
+def cached(path: Path | None, key: list, compute):
+    """``compute()``, or its value stored in ``path`` under the same ``key`` (a JSON-able list, hashed).
+
+    The reference side (base + adapter) is the same for every export of a run, and on 2 CPU cores its 50 greedy
+    answers take longer than the export itself, so later exports reuse it while prompts, budget, stop ids and the
+    adapter's weights are unchanged.
+    """
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
+    if path is not None and path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == digest:
+            logger.info("Parity: base + adapter results reused from %s", path)
+            return stored["value"]
+    value = compute()
+    if path is not None:
+        path.write_text(json.dumps({"key": digest, "value": value}))
+    return value
+
+
 def compare(reference, exported, tokenizer, info: AdapterInfo, pairs: list[Pair], max_new_tokens: int,
-            max_seq_length: int) -> dict:  # fmt: skip
-    """Run both models on ``pairs`` + :data:`CHAT_QUESTIONS`; the figures of the module docstring."""
+            max_seq_length: int, cache: Path | None = None, weights_digest: str = "") -> dict:  # fmt: skip
+    """Run both models on ``pairs`` + :data:`CHAT_QUESTIONS`; the figures of the module docstring.
+
+    ``cache`` (a JSON file) keeps the reference's answers and log-probabilities for the next export of the run;
+    ``weights_digest`` names the adapter's weights in its key.
+    """
     stops = stop_token_ids(tokenizer, info.stop_tokens)
     questions = [p.question for p in pairs] + list(CHAT_QUESTIONS)
     texts = [
@@ -178,8 +202,18 @@ def compare(reference, exported, tokenizer, info: AdapterInfo, pairs: list[Pair]
     ]
     ref_prompts = [reference.prompt_ids(t) for t in texts]
     exp_prompts = [exported.prompt_ids(t) for t in texts]
-    logger.info("Parity: %d prompts through base + adapter (transformers)", len(texts))
-    ref_out = reference.generate(ref_prompts, stops, max_new_tokens)
+    examples = [render_example(tokenizer, info.system_prompt, p.question, p.answer) for p in pairs]
+    examples = [(ids[:max_seq_length], labels[:max_seq_length]) for ids, labels in examples]
+
+    def run_reference():
+        logger.info("Parity: %d prompts through base + adapter (transformers)", len(texts))
+        out = reference.generate(ref_prompts, stops, max_new_tokens)
+        logger.info("Parity: teacher-forced log-probabilities of %d reference answers", len(examples))
+        return {"out": out, "logprobs": [reference.answer_logprob(ids, labels) for ids, labels in examples]}
+
+    key = [weights_digest, ref_prompts, stops, max_new_tokens, examples, REPETITION_PENALTY]
+    ref = cached(cache, key, run_reference)
+    ref_out, ref_lp = [tuple(r) for r in ref["out"]], ref["logprobs"]
     logger.info("Parity: the same prompts through the export")
     exp_out = exported.generate(exp_prompts, stops, max_new_tokens)
     n = len(pairs)
@@ -188,10 +222,7 @@ def compare(reference, exported, tokenizer, info: AdapterInfo, pairs: list[Pair]
         return sum(s for _, s in outs) / len(outs) if outs else None
 
     firsts = [(_with_stop(*r), _with_stop(*e)) for r, e in zip(ref_out, exp_out, strict=True)]
-    examples = [render_example(tokenizer, info.system_prompt, p.question, p.answer) for p in pairs]
-    examples = [(ids[:max_seq_length], labels[:max_seq_length]) for ids, labels in examples]
-    logger.info("Parity: teacher-forced log-probabilities of %d reference answers", len(examples))
-    ref_lp = [reference.answer_logprob(ids, labels) for ids, labels in examples]
+    logger.info("Parity: teacher-forced log-probabilities under the export")
     exp_lp = [exported.answer_logprob(ids, labels) for ids, labels in examples]
     diffs = [e - r for e, r in zip(exp_lp, ref_lp, strict=True)]
     return {
@@ -251,7 +282,12 @@ def check_parity(cfg, exported, settings) -> dict:
         candidate = LlamaCppModel(exported.path if exported.target == "gguf" else exported.path.parent / f"model-{cfg.quant}.gguf",
                                   n_ctx=max(info.max_seq_length, 512) + max_new + 64)  # fmt: skip
         label, engine = cfg.quant, f"llama.cpp (llama-cpp-python, {Path(str(candidate.llm.model_path)).name})"
-    figures = compare(reference, candidate, tokenizer, info, pairs, max_new, info.max_seq_length)
+    weights = next(
+        (cfg.run_dir / "adapter" / n for n in WEIGHT_FILES if (cfg.run_dir / "adapter" / n).is_file()), None
+    )
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights else ""
+    figures = compare(reference, candidate, tokenizer, info, pairs, max_new, info.max_seq_length,
+                      cache=cfg.export_dir / "parity-reference.json", weights_digest=digest)  # fmt: skip
     gate_key = "stop_rate" if pairs else "chat_stop_rate"
     ref_rate, exp_rate = figures[f"{gate_key}_reference"], figures[f"{gate_key}_exported"]
     passed = exp_rate >= ref_rate - cfg.max_stop_rate_drop - 1e-9
