@@ -195,6 +195,8 @@ def export_merged(cfg: ExportConfig, settings) -> Exported:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         AdapterInfo(**{**asdict(info), "full_model": True}).save(tmp)
+        for path in [tmp, *tmp.iterdir()]:  # mkdtemp (and transformers' writer) make them owner-only
+            path.chmod(0o755 if path.is_dir() else 0o644)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
