@@ -25,6 +25,12 @@ FAST = dict(stop_prompts=4, max_new_tokens=12)
 
 
 def _llama_cpp_ready() -> bool:
+    import importlib.util
+
+    if (
+        importlib.util.find_spec("sentencepiece") is None
+    ):  # the converter imports it (pip install -e '.[serve]')
+        return False
     try:
         import llama_cpp  # noqa: F401
 
@@ -36,7 +42,7 @@ def _llama_cpp_ready() -> bool:
         return False
 
 
-needs_llama_cpp = pytest.mark.skipif(not _llama_cpp_ready(), reason="llama-cpp-python or its converter missing (make serve-setup)")  # fmt: skip
+needs_llama_cpp = pytest.mark.skipif(not _llama_cpp_ready(), reason="llama-cpp-python, its converter or sentencepiece missing (make serve-setup)")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
