@@ -11,7 +11,19 @@ from assistant.cli import COMMANDS, build_parser
 from assistant.cli import main as llama_md
 from tests.helpers import REPO
 
-STEPS = ("doctor", "topics", "ingest", "finetune", "export", "search", "chat", "evaluate", "safety", "demo", "ui")
+STEPS = (
+    "doctor",
+    "topics",
+    "ingest",
+    "finetune",
+    "export",
+    "search",
+    "chat",
+    "evaluate",
+    "safety",
+    "demo",
+    "ui",
+)
 
 
 def test_every_pipeline_step_is_a_subcommand_with_the_same_three_parts():
