@@ -38,12 +38,13 @@ LLAMA_CPP_SDIST := llama_cpp_python-$(LLAMA_CPP_VERSION)
 SERVE_STAMP := $(VENV)/.serve-installed
 serve-setup: $(SERVE_STAMP)
 $(SERVE_STAMP): $(STAMP)
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -c constraints.txt 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
-	test -x $(LLAMA_MD_LLAMA_CPP_DIR)/bin/llama-server -a -f $(LLAMA_MD_LLAMA_CPP_DIR)/convert_hf_to_gguf.py || { \
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -c constraints.txt 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)' 'sentencepiece>=0.2,<0.3'
+	test -x $(LLAMA_MD_LLAMA_CPP_DIR)/bin/llama-server -a -d $(LLAMA_MD_LLAMA_CPP_DIR)/conversion || { \
 	  set -e; tmp=$$(mktemp -d); \
 	  $(PIP) download -q --no-deps --no-binary :all: -d $$tmp 'llama-cpp-python==$(LLAMA_CPP_VERSION)'; \
 	  tar -xzf $$tmp/$(LLAMA_CPP_SDIST).tar.gz -C $$tmp; src=$$tmp/$(LLAMA_CPP_SDIST)/vendor/llama.cpp; \
-	  mkdir -p $(LLAMA_MD_LLAMA_CPP_DIR)/bin; cp -r $$src/convert_hf_to_gguf.py $$src/gguf-py $(LLAMA_MD_LLAMA_CPP_DIR)/; \
+	  mkdir -p $(LLAMA_MD_LLAMA_CPP_DIR)/bin; \
+	  cp -r $$src/convert_hf_to_gguf.py $$src/gguf-py $$src/conversion $(LLAMA_MD_LLAMA_CPP_DIR)/; \
 	  cmake -S $$src -B $$tmp/build -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
 	    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null; \
 	  cmake --build $$tmp/build --target llama-server -j$$(nproc) >/dev/null; \

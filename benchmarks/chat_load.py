@@ -135,9 +135,13 @@ async def phase(url: str, sessions: int, close: int, server: psutil.Process) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, default=Path(".llama-md"), help="llama-md home with store + runs")
+    parser.add_argument(
+        "--home", type=Path, default=Path(".llama-md"), help="llama-md home with store + runs"
+    )
     parser.add_argument("--sessions", type=int, default=8, help="browser sessions asking at once (default 8)")
-    parser.add_argument("--close", type=int, default=4, help="sessions closing their tab mid-answer (phase 3)")
+    parser.add_argument(
+        "--close", type=int, default=4, help="sessions closing their tab mid-answer (phase 3)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128, help="answer length cap (default 128)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()

@@ -138,7 +138,9 @@ def main() -> None:
             if not server_cls.available():
                 print(f"{engine}: not installed ({server_cls.install_hint}); skipped")
                 continue
-            with server_cls(run_gguf(args.run, quant), n_threads=args.threads, parallel=args.concurrency) as srv:
+            with server_cls(
+                run_gguf(args.run, quant), n_threads=args.threads, parallel=args.concurrency
+            ) as srv:
                 remote = OpenAIGenerator.from_settings(
                     load_settings(
                         {"home": str(args.home), "generator_backend": "openai", "generator_url": srv.url}

@@ -11,7 +11,20 @@ from assistant.cli import COMMANDS, build_parser
 from assistant.cli import main as llama_md
 from tests.helpers import REPO
 
-STEPS = ("doctor", "topics", "ingest", "finetune", "search", "chat", "evaluate", "safety", "demo", "ui", "serve")
+STEPS = (
+    "doctor",
+    "topics",
+    "ingest",
+    "finetune",
+    "export",
+    "search",
+    "chat",
+    "evaluate",
+    "safety",
+    "demo",
+    "ui",
+    "serve",
+)
 
 
 def test_every_pipeline_step_is_a_subcommand_with_the_same_three_parts():

@@ -47,7 +47,9 @@ def test_emergency_banner_comes_first(app):
     message = app.chat_message[-1]
     assert message.error[0].value.startswith("**Possible pre-eclampsia.** This may be an emergency.")
     # the answer (after any quotes a low groundedness puts above it) opens with the emergency advice
-    assert any(t.value.startswith("This may be an emergency. Call your local emergency number") for t in message.text)
+    assert any(
+        t.value.startswith("This may be an emergency. Call your local emergency number") for t in message.text
+    )
 
 
 def test_a_crisis_gets_the_crisis_line_in_the_banner(app):

@@ -4,6 +4,7 @@
     llama-md topics ../shared/datasets/chatdoctor5k.json
     llama-md ingest --specialty pregnancy
     llama-md finetune --preset smollm2-135m --max-samples 1000
+    llama-md finetune export RUN_DIR --to gguf --quant q8_0   # merged / GGUF / Ollama + parity proof
     llama-md search "iron supplements in pregnancy" --top-k 5
     llama-md chat "What should I eat during the third trimester?"
     llama-md evaluate --suite quick
@@ -39,6 +40,7 @@ COMMANDS = {
     "topics": "assistant.cli.topics",
     "ingest": "assistant.cli.ingest",
     "finetune": "assistant.cli.finetune",
+    "export": "assistant.cli.export",
     "search": "assistant.cli.search",
     "chat": "assistant.cli.chat",
     "evaluate": "assistant.cli.evaluate",
@@ -90,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand; returns its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["finetune", "export"]:  # `finetune export RUN_DIR` is `export RUN_DIR`
+        argv = argv[1:]
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from assistant.config import Settings
 from assistant.evaluation.suites import OpenItem, sample
+from assistant.finetuning.split import rebuild_split, run_folder
 
 logger = logging.getLogger(__name__)
 
-COUNT_KEYS = ("rows", "empty", "duplicates", "other_specialty")
 #: Cosine similarity (bundled MiniLM) at which a held-out question counts as a near-copy of a training question.
 NEAR_DUPLICATE = 0.95
 
@@ -42,31 +42,6 @@ def drop_near_duplicates(pairs: list, train_questions: list[str], settings: Sett
     sims = embed([p.question for p in pairs], embedder) @ embed(train_questions, embedder).T  # (H, T)
     keep = sims.max(axis=1) < NEAR_DUPLICATE
     return [p for p, k in zip(pairs, keep, strict=True) if k], int((~keep).sum())
-
-
-def run_folder(adapter_dir: Path) -> Path:
-    """The run folder of an adapter (``<run>/adapter`` -> ``<run>``)."""
-    adapter_dir = Path(adapter_dir)
-    return adapter_dir.parent if adapter_dir.name == "adapter" else adapter_dir
-
-
-def resolve_dataset(raw: str, settings: Settings, run_dir: Path) -> Path | None:
-    """The run's dataset file: as written, relative to the run's home, or by name under ``data_dir/datasets``."""
-    candidates = [Path(raw), run_dir.parent.parent.parent / raw]
-    if settings.data_dir is not None:
-        candidates.append(Path(settings.data_dir) / "datasets" / Path(raw).name)
-    return next((p for p in candidates if p.exists()), None)
-
-
-def sample_questions(run_dir: Path) -> list[str]:
-    """Questions the run answered from the start of its held-out list (report.json samples, else before.json)."""
-    for name in ("report.json", "before.json"):
-        path = run_dir / name
-        if path.is_file():
-            questions = [s.get("question", "") for s in json.loads(path.read_text()).get("samples", [])]
-            if questions:
-                return questions
-    return []
 
 
 def _norm(text: str) -> str:
@@ -88,50 +63,11 @@ def heldout_pairs(settings: Settings, adapter_dir: Path | None, size: int | None
             "skipped: no fine-tune run, so no held-out split to check against (pass --adapter RUN_DIR)",
         )
     run_dir = run_folder(adapter_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        return None, f"skipped: {config_path} is missing, so the run's split can't be rebuilt"
-    from assistant.data import load_table, to_pairs
-    from assistant.finetuning.dataprep import DataCounts, clean_pairs, filter_specialty, split_pairs
-
-    cfg = json.loads(config_path.read_text())
-    dataset = resolve_dataset(str(cfg.get("dataset", "")), settings, run_dir)
-    if dataset is None:
-        return (
-            None,
-            f"skipped: the run's dataset {cfg.get('dataset')!r} is not found here (set LLAMA_MD_DATA_DIR)",
-        )
-    counts = DataCounts()
-    pairs, _ = to_pairs(load_table(dataset))
-    counts.rows = len(pairs)
-    pairs = clean_pairs(pairs, counts)
-    if cfg.get("specialty"):
-        before = len(pairs)
-        pairs = filter_specialty(pairs, cfg["specialty"], settings)
-        counts.other_specialty = before - len(pairs)
-    train, held = split_pairs(
-        pairs,
-        eval_fraction=float(cfg["eval_fraction"]),
-        eval_samples=cfg.get("eval_samples"),
-        seed=int(cfg["seed"]),
-    )
-    if cfg.get("max_samples") is not None:
-        train = train[: int(cfg["max_samples"])]
-    run_counts = (cfg.get("resolved") or {}).get("data") or {}
-    ours = counts.to_dict() | {"eval": len(held)}
-    differ = {
-        k: (run_counts.get(k), ours[k])
-        for k in (*COUNT_KEYS, "eval")
-        if k in run_counts and run_counts[k] != ours[k]
-    }
-    if differ:
-        return None, f"skipped: the rebuilt split differs from the run's config.json (run, rebuilt): {differ}"
-    expected = sample_questions(run_dir)
-    if expected and [p.question for p in held[: len(expected)]] != expected:
-        return (
-            None,
-            "skipped: the run's report.json / before.json sample questions are not the rebuilt held-out ones",
-        )
+    split, why = rebuild_split(settings, run_dir)
+    if split is None:
+        return None, why
+    train, held, dataset, expected = split
+    cfg = json.loads((run_dir / "config.json").read_text())
     trained = {_norm(p.question) for p in train}
     kept = [p for p in held if _norm(p.question) not in trained]
     exact = len(held) - len(kept)
