@@ -204,6 +204,58 @@ def test_evaluate_cli_runs_a_suite_against_the_server(tmp_path, server, data_dir
         assert any("served generator" in note for note in s["notes"])
 
 
+@pytest.mark.slow
+def test_chat_cli_and_the_streamlit_chat_answer_through_the_server(ui_home, server, monkeypatch):
+    """`llama-md chat` and the Streamlit app with generator_backend=openai: answers come from the llama.cpp server
+    (the JSON names no in-process timing it couldn't have) and cite the store's page."""
+    env = {
+        **os.environ,
+        "LLAMA_MD_HOME": str(ui_home),
+        "LLAMA_MD_SPECIALTY": "pregnancy",
+        "LLAMA_MD_GENERATOR_BACKEND": "openai",
+        "LLAMA_MD_GENERATOR_URL": server.url,
+        "LLAMA_MD_MAX_NEW_TOKENS": "32",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "chat",
+            "--json",
+            "What should I eat during the third trimester?",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["answer"].strip() and answer["new_tokens"] > 0
+    assert any(src["file"] == "nutrition_guide.pdf" for src in answer["sources"])
+
+    from streamlit.testing.v1 import AppTest
+
+    for key in (
+        "LLAMA_MD_HOME",
+        "LLAMA_MD_SPECIALTY",
+        "LLAMA_MD_GENERATOR_BACKEND",
+        "LLAMA_MD_GENERATOR_URL",
+    ):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.setenv("LLAMA_MD_MAX_NEW_TOKENS", "32")
+    at = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    at.chat_input[0].set_value("Should newborns be breastfed?").run()
+    assert not at.exception, at.exception
+    message = at.chat_message[-1]
+    assert message.name == "assistant" and any(t.value.strip() for t in message.text)
+    assert any("tokens/s" in c.value for c in message.caption)
+
+
 def test_llama_server_decodes_parallel_requests_together(ui_home):
     """llama.cpp's C++ server (``--engine llama-server``): two answers asked at once stream side by side — the
     second's first token comes long before the first answer ends, unlike llama-cpp-python's one-at-a-time server."""

@@ -192,3 +192,26 @@ def test_a_source_outside_the_library_folders_says_so_instead_of_a_page(ui_home,
     at.chat_message[-1].toggle(key="m2-quote0").set_value(True).run()
     assert not at.exception and not at.image
     assert "not a plain PDF file name" in at.chat_message[-1].warning[0].value
+
+
+def test_markdown_and_html_from_passages_and_answers_stay_text(ui_home, monkeypatch):
+    """A passage (and an answer repeating it) holding a Markdown image, a link and HTML: shown as text, no image."""
+    injected = "Iron matters. ![x](http://127.0.0.1:9/x.png) [click](javascript:alert(1)) <img src=x onerror=alert(1)>"
+    sid = stored_answer(ui_home, {})
+    from assistant.chat.history import ChatHistory
+
+    source = {
+        "number": 1,
+        "file": "nutrition_guide.pdf",
+        "page": 1,
+        "page_label": "1",
+        "score": 0.6,
+        "text": injected,
+        "title": "",
+    }
+    ChatHistory(ui_home / "chats").add(sid, "assistant", injected, [source], {}, owner=OWNER)
+    at = reload(ui_home, monkeypatch, sid)
+    message = at.chat_message[-1]
+    assert injected in [t.value for t in message.text]  # the answer
+    assert injected in [t.value for t in message.expander[0].text]
+    assert not at.image and not any("![x]" in m.value for m in at.markdown)

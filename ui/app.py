@@ -40,8 +40,11 @@ st.set_page_config(page_title="llama-md", page_icon="🩺", layout="wide")
 
 
 @st.cache_resource(show_spinner="Loading the model and the document store...")
-def load_service(home: str) -> ChatService:
-    return ChatService.from_settings(load_settings({"home": home}))
+def load_service(home: str, backend: str, url: str) -> ChatService:
+    """One per process and (home, generator backend, server URL): the arguments are the cache key."""
+    return ChatService.from_settings(
+        load_settings({"home": home, "generator_backend": backend, "generator_url": url})
+    )
 
 
 REFUSED = (
@@ -83,7 +86,7 @@ except LlamaMdError as exc:  # a bad llama-md.toml or LLAMA_MD_* value
     fail(exc)
 user_id = current_user()
 try:
-    service = load_service(str(settings.home))
+    service = load_service(str(settings.home), settings.generator_backend, settings.generator_url)
 except Exception as exc:  # noqa: BLE001 - every error ends as one sentence on the page
     fail(exc, settings.logs_dir)
 bot, history = service.assistant, service.history
@@ -120,6 +123,9 @@ with st.sidebar:
     st.text(f"Specialty: {loaded.specialty or 'not chosen'}")
     st.text(f"Model: {loaded.model}")
     st.text(f"Adapter: {loaded.run or 'none'}")
+    if not auth_configured() and st.button("Load the newest fine-tuned run", key="swap"):
+        bot.swap_generator("auto")  # loads off the request path; queued answers go on with the current one
+        st.toast("Loading the newest run; answers go on with the current model until it is ready.")
     if loaded.chunks is not None:
         st.text(f"Library: {loaded.chunks} passages")
     for hint in loaded.hints:
