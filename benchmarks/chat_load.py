@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, free_port, start_streamlit
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, free_port, start_streamlit
 
 QUESTIONS = [
     "What should I eat during pregnancy?",

@@ -4,16 +4,11 @@ and configs, and the browser helpers. Fixtures live in ``conftest.py``."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
+
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, free_port, start_streamlit  # noqa: F401 - tests import them here
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -259,63 +254,6 @@ def lora_b_norm(adapter_dir: Path) -> float:
 
 
 # A real browser against `streamlit run` -----------------------------------------------------------------
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_streamlit(
-    home: Path, port: int, extra_env: dict | None = None, args: list[str] | None = None
-) -> subprocess.Popen:
-    """`streamlit run ui/app.py` on 127.0.0.1:port (+ ``args``, e.g. ``["--secrets.files", path]``); returns once
-    /_stcore/health answers (or raises)."""
-    env = {**os.environ, "LLAMA_MD_HOME": str(home), **(extra_env or {})}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(REPO / "ui" / "app.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            *(args or []),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
 
 
 def ask_in_browser(url: str, question: str, source_pattern: str, screenshot: Path, then=None) -> str:

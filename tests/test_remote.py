@@ -233,7 +233,7 @@ def test_chat_cli_and_the_streamlit_chat_answer_through_the_server(ui_home, serv
     )
     assert done.returncode == 0, done.stderr[-2000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
-    assert answer["answer"].strip() and answer["new_tokens"] > 0
+    assert answer["answer"].strip() and answer["tokens_per_s"] > 0
     assert any(src["file"] == "nutrition_guide.pdf" for src in answer["sources"])
 
     from streamlit.testing.v1 import AppTest

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from assistant.adapters import DEFAULT_SYSTEM_PROMPT, AdapterInfo, check_base_model, select_adapter
-from assistant.chat.generation import GenerationStats, GenerationStream, Generator
+from assistant.chat.generation import GenerationStream, Generator
 from assistant.config import EMBEDDED_GENERATOR, Settings
 from assistant.errors import LlamaMdError
 from assistant.models import generator_path, load_tokenizer, resolve_model_id
@@ -228,24 +228,28 @@ class OpenAIGenerator:
             ServerError: the server is unreachable or doesn't serve the model name (on first iteration).
         """
         return GenerationStream(
-            lambda stats: self._generate(
-                stats, messages, temperature, max_new_tokens, repetition_penalty, use_adapter, seed, cancel
-            )
+            lambda stream: self._generate(
+                stream, messages, temperature, max_new_tokens, repetition_penalty, use_adapter, seed
+            ),
+            cancel,
         )
 
     def _generate(
         self,
-        stats: GenerationStats,
+        stream: GenerationStream,
         messages: list[dict],
         temperature: float,
         max_new_tokens: int,
         repetition_penalty: float,
         use_adapter: bool,
         seed: int | None,
-        cancel: threading.Event | None,
     ) -> Iterator[str]:
         import openai
 
+        stats, cancel = stream.stats, stream.cancel_event
+        if cancel.is_set():  # cancelled before the first read: nothing to send
+            stats.cancelled = True
+            return
         started = time.perf_counter()
         model = self.served_model if use_adapter else self.served_base_model
         self.check_model(model)
@@ -268,7 +272,8 @@ class OpenAIGenerator:
         pieces: list[str] = []
         try:
             for chunk in response:
-                if cancel is not None and cancel.is_set():
+                if cancel.is_set():
+                    stats.cancelled = True
                     break
                 choice = chunk.choices[0] if chunk.choices else None
                 if choice is None:
