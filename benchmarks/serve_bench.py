@@ -4,8 +4,9 @@ concurrent chats, on the same prompts in one run.
     LLAMA_MD_DATA_DIR=../shared .venv/bin/python -m benchmarks.serve_bench --home .llama-md \\
         --run .llama-md/runs/smollm2-135m-chatdoctor1k-v2 --json benchmarks/results/serve_bench.json
 
-The prompts are what the chat sends: ``--questions`` pregnancy questions composed by the answer path (retrieval over
-``--home``'s store, the run's system prompt and chat template), identical for every backend. Backends:
+The prompts are what the chat sends: pregnancy questions composed by the answer path (retrieval over ``--home``'s
+store, the run's system prompt and chat template), identical for every backend; the concurrent phase asks
+``--questions`` other questions than the one-by-one phase, so no server answers it from a prompt cache. Backends:
 
 * ``transformers``: the run's base + LoRA adapter in-process (bf16 where the CPU has it), the chat's default;
 * ``llama-cpp-python/<quant>``: ``python -m assistant serve``'s server (llama-cpp-python, one request at a time)
@@ -39,6 +40,14 @@ QUESTIONS = [
     "What vaccines are recommended during pregnancy?",
     "How can I manage nausea in early pregnancy?",
     "How much weight should I gain during pregnancy?",
+    "Can I drink coffee while pregnant?",
+    "What causes anaemia in pregnancy?",
+    "When should I go to hospital during labour?",
+    "How do I know if my baby is moving enough?",
+    "What is gestational diabetes?",
+    "Is it normal to feel sad after giving birth?",
+    "How can I prevent malaria in pregnancy?",
+    "What should I do about back pain in pregnancy?",
 ]
 
 
@@ -47,12 +56,13 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def compose_prompts(settings, run: Path, n: int) -> list[list[dict]]:
-    """The chat's messages for ``n`` questions (retrieval + the run's prompt format)."""
+def compose_prompts(settings, run: Path, n: int):
+    """The in-process generator of ``run`` and the chat's messages for ``n`` questions (retrieval + the run's
+    prompt format)."""
     from assistant.chat.answer import Assistant
 
     bot = Assistant.from_settings(settings, run)
-    return [bot.compose_turn(q)[0].messages for q in (QUESTIONS * 4)[:n]]
+    return bot.generator, [bot.compose_turn(q)[0].messages for q in (QUESTIONS * 4)[: 2 * n]]
 
 
 def one_by_one(generator, prompts: list[list[dict]], max_new_tokens: int) -> dict:
@@ -105,8 +115,9 @@ def concurrent(generator, prompts: list[list[dict]], max_new_tokens: int) -> dic
 
 def measure(name: str, generator, prompts, args) -> dict:
     one_by_one(generator, prompts[:1], 8)  # warm-up
-    figures = {"backend": name, "alone": one_by_one(generator, prompts, args.max_new_tokens)}
-    figures["concurrent"] = concurrent(generator, prompts[: args.concurrency], args.max_new_tokens)
+    half = len(prompts) // 2
+    figures = {"backend": name, "alone": one_by_one(generator, prompts[:half], args.max_new_tokens)}
+    figures["concurrent"] = concurrent(generator, prompts[half:][: args.concurrency], args.max_new_tokens)
     print(name, json.dumps(figures))
     return figures
 
@@ -117,20 +128,19 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="fine-tune run folder with export/gguf/")
     parser.add_argument("--quants", default="f16,q8_0", help="exported GGUFs to serve (default f16,q8_0)")
     parser.add_argument("--engines", default="llama-cpp-python,llama-server", help="servers to measure")
-    parser.add_argument("--questions", type=int, default=8, help="prompts (default 8)")
+    parser.add_argument("--questions", type=int, default=8, help="prompts per phase (default 8)")
     parser.add_argument("--concurrency", type=int, default=8, help="chats at once (default 8)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens per answer (default 128)")
     parser.add_argument("--threads", type=int, default=2, help="server decode threads (default 2)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
 
-    from assistant.chat.generation import Generator
     from assistant.chat.remote import OpenAIGenerator
     from assistant.serving import SERVER_ENGINES, run_gguf
 
     settings = load_settings({"home": str(args.home)})
-    prompts = compose_prompts(settings, args.run, args.questions)
-    rows = [measure("transformers", Generator.from_settings(settings, args.run), prompts, args)]
+    local, prompts = compose_prompts(settings, args.run, args.questions)
+    rows = [measure("transformers", local, prompts, args)]
     base_decode = rows[0]["alone"]["decode_tokens_per_s"]
     for engine in args.engines.split(","):
         for quant in args.quants.split(","):
