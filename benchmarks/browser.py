@@ -34,10 +34,14 @@ def free_port() -> int:
 
 
 def start_streamlit(
-    home: Path, port: int, extra_env: dict | None = None, args: list[str] | None = None
+    home: Path,
+    port: int,
+    extra_env: dict | None = None,
+    args: list[str] | None = None,
+    log_path: Path | None = None,
 ) -> subprocess.Popen:
     """`streamlit run ui/app.py` on 127.0.0.1:port (+ ``args``, e.g. ``["--secrets.files", path]``); returns once
-    /_stcore/health answers (or raises)."""
+    /_stcore/health answers (or raises). The server's output goes to ``log_path`` when given (else a pipe)."""
     env = {**os.environ, "LLAMA_MD_HOME": str(home), **(extra_env or {})}
     proc = subprocess.Popen(
         [
@@ -58,7 +62,7 @@ def start_streamlit(
         ],
         cwd=REPO,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log_path.open("ab") if log_path else subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     deadline = time.time() + 120
@@ -70,4 +74,5 @@ def start_streamlit(
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    output = proc.stdout.read() if proc.stdout else log_path.read_bytes()
+    raise RuntimeError("streamlit did not start: " + output.decode(errors="replace")[-2000:])

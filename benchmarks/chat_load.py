@@ -15,7 +15,9 @@ phases, one after another:
    answered with no error shown.
 3. The same, but ``--close`` sessions close their tab as soon as their answer starts streaming (mid-answer). Then
    the server process's CPU time is sampled every 0.25 s: the figure is how long after the last live answer ended
-   the server went idle (under 5% of one core), which only happens quickly when abandoned answers stop generating.
+   the server went idle (under 5% of one core). The server's log says how many tokens each abandoned answer had
+   generated when it was cancelled ("Generation cancelled after N new tokens"): the proof that closing a tab stops
+   its answer, whatever its place in the queue.
 
 Prints p50 / p95 / max per phase and writes them to ``--json`` when given.
 """
@@ -25,7 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,9 +108,13 @@ def wait_idle(proc: psutil.Process, since: float, limit_s: float = 60.0) -> floa
     return None
 
 
-async def phase(url: str, sessions: int, close: int, server: psutil.Process) -> dict:
+CANCELLED = re.compile(r"Generation cancelled after (\d+) new tokens \(([\d.]+) s\)")
+
+
+async def phase(url: str, sessions: int, close: int, server: psutil.Process, log: Path) -> dict:
     from playwright.async_api import async_playwright
 
+    log_start = log.stat().st_size
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         opened = [await open_session(browser, url) for _ in range(sessions)]
@@ -122,6 +130,9 @@ async def phase(url: str, sessions: int, close: int, server: psutil.Process) -> 
         last_done = max(r["done_at"] for r in live) if live else time.perf_counter()
         idle_after = await asyncio.to_thread(wait_idle, server, last_done)
         await browser.close()
+    with log.open("rb") as fh:
+        fh.seek(log_start)
+        cancelled = [(int(n), float(s)) for n, s in CANCELLED.findall(fh.read().decode(errors="replace"))]
     return {
         "sessions": sessions,
         "closed_mid_answer": close,
@@ -130,6 +141,8 @@ async def phase(url: str, sessions: int, close: int, server: psutil.Process) -> 
         "first_text_s": percentiles([r["first_text_s"] for r in results]),
         "answer_s": percentiles([r["answer_s"] for r in live]),
         "idle_after_last_answer_s": idle_after,
+        "cancelled_answers": len(cancelled),
+        "cancelled_new_tokens": [n for n, _ in cancelled],
     }
 
 
@@ -146,22 +159,25 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     port = free_port()
-    proc = start_streamlit(args.home.resolve(), port, {"LLAMA_MD_MAX_NEW_TOKENS": str(args.max_new_tokens)})
+    log = Path(tempfile.mkdtemp(prefix="chat-load-")) / "streamlit.log"
+    env = {"LLAMA_MD_MAX_NEW_TOKENS": str(args.max_new_tokens)}
+    proc = start_streamlit(args.home.resolve(), port, env, log_path=log)
     url = f"http://127.0.0.1:{port}"
     server = psutil.Process(proc.pid)
     try:
         figures = {"max_new_tokens": args.max_new_tokens}
-        asyncio.run(phase(url, 1, 0, server))  # warm-up: the first question loads the models
+        asyncio.run(phase(url, 1, 0, server, log))  # warm-up: the first question loads the models
         for name, (n, close) in {
             "one_session": (1, 0),
             "concurrent": (args.sessions, 0),
             "concurrent_with_closed_tabs": (args.sessions, args.close),
         }.items():
-            figures[name] = asyncio.run(phase(url, n, close, server))
+            figures[name] = asyncio.run(phase(url, n, close, server, log))
             print(name, json.dumps(figures[name]))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    print(f"server log: {log}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -31,6 +31,7 @@ from assistant.chat.safety import DISCLAIMER, emergency_banner
 from assistant.chat.service import ChatService
 from assistant.chat.uploads import MAX_UPLOAD_BYTES, upload_path
 from assistant.chat.users import local_user_id, oidc_user_id
+from assistant.cli import setup_logging
 from assistant.config import load_settings
 from assistant.errors import LlamaMdError, report_unexpected
 from assistant.prompts import EmptyQuestionError
@@ -41,7 +42,9 @@ st.set_page_config(page_title="llama-md", page_icon="🩺", layout="wide")
 
 @st.cache_resource(show_spinner="Loading the model and the document store...")
 def load_service(home: str, backend: str, url: str) -> ChatService:
-    """One per process and (home, generator backend, server URL): the arguments are the cache key."""
+    """One per process and (home, generator backend, server URL): the arguments are the cache key. Also sends
+    llama-md's INFO logs (loading, cancelled answers, purged chats) to the server's stderr."""
+    setup_logging()
     return ChatService.from_settings(
         load_settings({"home": home, "generator_backend": backend, "generator_url": url})
     )

@@ -317,6 +317,10 @@ class Generator:
                 streamer.end()
             finally:
                 stats.total_s = time.perf_counter() - started
+                if stats.cancelled:  # the server log shows that an abandoned answer stopped, and when
+                    logger.info(
+                        "Generation cancelled after %d new tokens (%.2f s)", stats.new_tokens, stats.total_s
+                    )
 
         stream._future = torch_thread.submit(work)
         finished = False

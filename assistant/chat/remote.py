@@ -291,6 +291,10 @@ class OpenAIGenerator:
             response.close()  # also on GeneratorExit: the server sees the disconnect and stops decoding
             stats.new_tokens = self.count_tokens("".join(pieces)) + int(stats.stopped)
             stats.total_s = time.perf_counter() - started
+            if stats.cancelled:
+                logger.info(
+                    "Generation cancelled after %d new tokens (%.2f s)", stats.new_tokens, stats.total_s
+                )
 
     def generate(self, messages: list[dict], **kwargs) -> str:
         """Non-streaming :meth:`stream`: the whole answer text."""
