@@ -36,17 +36,8 @@ from pathlib import Path
 import psutil
 
 from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, free_port, start_streamlit
+from benchmarks.serve_bench import QUESTIONS
 
-QUESTIONS = [
-    "What should I eat during pregnancy?",
-    "How much folic acid should I take when pregnant?",
-    "Is it safe to exercise while pregnant?",
-    "What are the signs of pre-eclampsia?",
-    "How often should I breastfeed a newborn?",
-    "What vaccines are recommended during pregnancy?",
-    "How can I manage nausea in early pregnancy?",
-    "How much weight should I gain during pregnancy?",
-]
 ANSWER_TEXT_JS = """() => {
   const msgs = [...document.querySelectorAll('[data-testid="stChatMessage"]')];
   if (msgs.length < 2) return false;

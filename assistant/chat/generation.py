@@ -106,6 +106,35 @@ class GenerationStream:
         return self._future is None or not futures.wait([self._future], timeout_s).not_done
 
 
+def resolve_adapter(
+    settings: Settings, adapter: str | Path | None
+) -> tuple[str, Path | None, AdapterInfo | None, list[str]]:
+    """``(base model id, adapter folder, its AdapterInfo, notices)`` of ``adapter``.
+
+    Args:
+        adapter: "auto" = the newest run in ``settings.runs_dir`` that completed and passed its checks
+            (:func:`~assistant.adapters.select_adapter`; runs skipped are named in the notices, and with none the
+            base model is served), a run or adapter folder (served as given), or None.
+
+
+    Raises:
+        AdapterError: the adapter is malformed or was trained on another base model.
+    """
+    base = resolve_model_id(settings.generator_model, EMBEDDED_GENERATOR)
+    notices: list[str] = []
+    if adapter == "auto":
+        choice = select_adapter(settings.runs_dir, base)
+        adapter_dir, notices = choice.adapter_dir, choice.notices
+    else:
+        adapter_dir = Path(adapter) if adapter else None
+    if adapter_dir is not None and (adapter_dir / "adapter").is_dir():
+        adapter_dir = adapter_dir / "adapter"  # a run folder was given
+    info = AdapterInfo.load(adapter_dir) if adapter_dir is not None else None
+    if info is not None:
+        check_base_model(info, base, adapter_dir)
+    return base, adapter_dir, info, notices
+
+
 class Generator:
     """A causal LM (+ optional peft adapter), its tokenizer and the prompt format it was trained with."""
 
@@ -158,26 +187,13 @@ class Generator:
         """Load the generator of ``settings`` with an adapter.
 
         Args:
-            adapter: "auto" = the newest run in ``settings.runs_dir`` that completed and passed its checks
-                (:func:`~assistant.adapters.select_adapter`; runs skipped are named in ``notices``, and with
-                none the base model is served), a run or adapter folder (served as given), or None.
+            adapter: as :func:`resolve_adapter` takes it; the adapters "auto" skipped are named in ``notices``.
 
         Raises:
             AdapterError: the adapter is malformed or was trained on another base model (both named).
             ModelUnavailableError: the base weights can't be loaded.
         """
-        base = resolve_model_id(settings.generator_model, EMBEDDED_GENERATOR)
-        notices: list[str] = []
-        if adapter == "auto":
-            choice = select_adapter(settings.runs_dir, base)
-            adapter_dir, notices = choice.adapter_dir, choice.notices
-        else:
-            adapter_dir = Path(adapter) if adapter else None
-        if adapter_dir is not None and (adapter_dir / "adapter").is_dir():
-            adapter_dir = adapter_dir / "adapter"  # a run folder was given
-        info = AdapterInfo.load(adapter_dir) if adapter_dir is not None else None
-        if info is not None:
-            check_base_model(info, base, adapter_dir)
+        base, adapter_dir, info, notices = resolve_adapter(settings, adapter)
         if info is not None and info.full_model:
             model, tokenizer = load_generator(str(adapter_dir), settings, device=device)
         else:

@@ -22,11 +22,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.adapters import DEFAULT_SYSTEM_PROMPT, AdapterInfo, check_base_model, select_adapter
-from assistant.chat.generation import GenerationStream, Generator
-from assistant.config import EMBEDDED_GENERATOR, Settings
+from assistant.adapters import DEFAULT_SYSTEM_PROMPT, AdapterInfo
+from assistant.chat.generation import GenerationStream, Generator, resolve_adapter
+from assistant.config import Settings
 from assistant.errors import LlamaMdError
-from assistant.models import generator_path, load_tokenizer, resolve_model_id
+from assistant.models import generator_path, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -36,29 +36,6 @@ PLACEHOLDER_API_KEY = "sk-no-key-needed"
 
 class ServerError(LlamaMdError, ConnectionError):
     """The generator server can't be reached, or doesn't serve the model name llama-md asks for."""
-
-
-def resolve_adapter(
-    settings: Settings, adapter: str | Path | None
-) -> tuple[str, Path | None, AdapterInfo | None, list[str]]:
-    """``(base model id, adapter folder, its AdapterInfo, notices)`` by the rules of :meth:`Generator.from_settings`.
-
-    Raises:
-        AdapterError: the adapter is malformed or was trained on another base model.
-    """
-    base = resolve_model_id(settings.generator_model, EMBEDDED_GENERATOR)
-    notices: list[str] = []
-    if adapter == "auto":
-        choice = select_adapter(settings.runs_dir, base)
-        adapter_dir, notices = choice.adapter_dir, choice.notices
-    else:
-        adapter_dir = Path(adapter) if adapter else None
-    if adapter_dir is not None and (adapter_dir / "adapter").is_dir():
-        adapter_dir = adapter_dir / "adapter"  # a run folder was given
-    info = AdapterInfo.load(adapter_dir) if adapter_dir is not None else None
-    if info is not None:
-        check_base_model(info, base, adapter_dir)
-    return base, adapter_dir, info, notices
 
 
 class OpenAIGenerator:
