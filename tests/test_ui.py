@@ -209,8 +209,13 @@ def test_markdown_and_html_from_passages_and_answers_stay_text(ui_home, monkeypa
         "text": injected,
         "title": "",
     }
-    ChatHistory(ui_home / "chats").add(sid, "assistant", injected, [source], {}, owner=OWNER)
+    history = ChatHistory(ui_home / "chats")
+    history.add(sid, "assistant", injected, [source], {}, owner=OWNER)
+    other = history.new_session(OWNER)  # a chat whose title (its first question) holds the same Markdown
+    history.add(other, "user", injected, owner=OWNER)
     at = reload(ui_home, monkeypatch, sid)
+    titles = [b.label for b in at.sidebar.button if "Iron matters" in b.label]
+    assert titles and all("\\!\\[x\\]" in t for t in titles)  # escaped: the sidebar shows it as text
     message = at.chat_message[-1]
     assert injected in [t.value for t in message.text]  # the answer
     assert injected in [t.value for t in message.expander[0].text]

@@ -20,6 +20,7 @@ supports. When groundedness is low the evidence comes first, above the answer.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import asdict
 
@@ -151,7 +152,8 @@ with st.sidebar:
         if not chat.n_messages and chat.id != session_id:
             continue
         here = chat.id == session_id
-        label = ("▸ " if here else "") + (chat.title or "New chat")
+        title = re.sub(r"([\\`*_\[\]()#+!|<>{}~-])", r"\\\1", chat.title)  # a label is Markdown: keep it text
+        label = ("▸ " if here else "") + (title or "New chat")
         if st.button(label, key=f"chat-{chat.id}", disabled=here):
             st.query_params["session"] = chat.id
             st.rerun()
