@@ -16,6 +16,7 @@ STAMP := $(VENV)/.installed
 .PHONY: setup serve-setup browser test test-fast demo doctor lint format lock clean
 
 # The red-flag classifier is trained once per training file into ~/.cache/llama-md/safety (minutes; then seconds).
+# (`llama-md retriever train` is not part of set-up yet: its models don't beat the defaults; docs/results.md.)
 setup: $(STAMP)
 	$(PY) -m assistant safety train
 

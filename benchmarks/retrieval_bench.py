@@ -1,21 +1,23 @@
-"""Retrieval quality and latency: dense, hybrid (dense + BM25, reciprocal-rank fusion) and convex (dense + BM25,
-weighted normalised scores; the default).
+"""Retrieval quality and latency, every retriever variant side by side in one run.
 
-    # the pregnancy store built by benchmarks.ingest_bench (same --home), 49 written page questions:
-    nice -n 5 .venv/bin/python -m benchmarks.retrieval_bench --home /tmp/bench-home
-    # plus MedQuAD: a store of answers from ../shared/datasets/medquad.jsonl, 500 sample questions:
-    nice -n 5 .venv/bin/python -m benchmarks.retrieval_bench --home /tmp/bench-home --medquad ../shared
-    # the held-out page questions (set 2, written without running retrieval; report only):
-    nice -n 5 .venv/bin/python -m benchmarks.retrieval_bench --home /tmp/bench-home \
-        --questions assistant/evaluation/data/pregnancy_questions_2.jsonl --out /tmp/set2.json
+    # HOME holds the pregnancy store (`llama-md ingest --specialty pregnancy`, collection llama-md, MiniLM):
+    nice -n 5 .venv/bin/python -m benchmarks.retrieval_bench --home HOME --data ../shared
+    nice -n 5 .venv/bin/python -m benchmarks.retrieval_bench --home HOME --data ../shared --sets set2,set3 \\
+        --variants convex,convex+rerank
 
-Pregnancy: ``assistant/evaluation/data/pregnancy_questions.jsonl`` holds questions written about one page each
-({question, file, page}); a question counts as found at k when a chunk of that page is among the first k hits.
-Reported: recall@1/5/10 and MRR@5 (reciprocal rank of the first right hit within 5, else 0).
-MedQuAD: the store holds the 500 sample questions' gold answers plus ``--medquad-distractors`` other answers,
-chunked and embedded like the PDFs; hit@k counts a chunk of the gold answer among the first k hits.
-Latency: wall time of ``Retriever.retrieve`` per query (query embedding included), p50 / p95 in ms.
-Scoring and the MedQuAD store come from :mod:`assistant.evaluation.retrieval_suite`; figures in docs/results.md.
+Variants (``--variants``): ``dense``, ``hybrid`` and ``convex`` (today's fusion, the default mode) over the bundled
+all-MiniLM-L6-v2; ``convex+rerank`` (the cross-encoder re-ranks the first 20 pages); ``medical-dense``,
+``medical`` (convex) and ``medical+rerank`` over the fine-tuned retriever (``llama-md/minilm-medical``). The medical
+variants read a copy of each store re-embedded with it (``<collection>--medical``, built once by
+:func:`assistant.rag.reembed.reembed_store`, chunks and metadata identical).
+
+Sets (``--sets``): ``set1`` (49 pregnancy page questions, tuned on), ``set2`` (68, held out), ``set3`` (91, held
+out, written before the retriever was trained) -- found at k when a chunk of the gold page is among the first k;
+``bioasq``: the held-out BioASQ split (every fifth question, :func:`assistant.rag.pairs.bioasq_split`, never
+trained on) against all 20,554 snippets, found when a gold snippet (qrels) is among the first k; ``medquad``: the
+500-question MedQuAD q2a sample against their answers plus 500 other answers (excluded from training by id and
+near-duplicate question). Reported: recall@1/5/10, MRR@5, and query latency p50 / p95 in ms (embedding, fusion and
+re-ranking included). Figures: docs/results.md, retrieval.
 """
 
 from __future__ import annotations
@@ -24,103 +26,180 @@ import argparse
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
-from assistant.evaluation.retrieval_suite import QUESTIONS, build_medquad, pregnancy_items, score
+from assistant.evaluation.retrieval_suite import build_medquad, pregnancy_items, score
 from assistant.evaluation.suites import read_jsonl
-from assistant.rag.retrieve import MODES
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
+DATA = Path(__file__).resolve().parents[1] / "assistant" / "evaluation" / "data"
+PAGE_SETS = {
+    "set1": DATA / "pregnancy_questions.jsonl",
+    "set2": DATA / "pregnancy_questions_2.jsonl",
+    "set3": DATA / "pregnancy_questions_3.jsonl",
+}
+#: name -> (embedding model, mode, rerank)
+VARIANTS = {
+    "dense": ("base", "dense", "off"),
+    "hybrid": ("base", "hybrid", "off"),
+    "convex": ("base", "convex", "off"),
+    "convex+rerank": ("base", "convex", "on"),
+    "medical-dense": ("medical", "dense", "off"),
+    "medical": ("medical", "convex", "off"),
+    "medical+rerank": ("medical", "convex", "on"),
+}
+MEDICAL_SUFFIX = "--medical"
 
-def pregnancy(settings, modes, questions: Path) -> dict:
+
+def store_for(settings, embedder: str):
+    """Settings of the collection to read for ``embedder`` ("base" or "medical"), re-embedding a copy once."""
+    from assistant.config import TRAINED_RETRIEVER
+    from assistant.rag.reembed import reembed_store
+    from assistant.rag.store import StoreError, open_collection
+
+    if embedder == "base":
+        return settings
+    medical = replace(
+        settings, collection=settings.collection + MEDICAL_SUFFIX, embedding_model=TRAINED_RETRIEVER
+    )
+    try:
+        open_collection(medical)
+    except StoreError:  # missing, or built with an older build of the retriever
+        reembed_store(medical, source=settings.collection)
+    return medical
+
+
+def bioasq_store(settings, data_dir: Path):
+    """Settings of a store holding every BioASQ snippet (one chunk each, file = snippet id), built once."""
+    from assistant.models import load_embedder
+    from assistant.rag import store as st
+
+    bq = replace(settings, collection="bioasq-snippets")
+    try:
+        if st.open_collection(bq).count() > 0:
+            return bq
+    except st.StoreError:
+        pass
+    rows = read_jsonl(data_dir / "eval/retrieval/bioasq_snippet_corpus.jsonl")
+    embedder = load_embedder(None, bq)
+    collection = st.open_collection(bq, create_dim=embedder.get_sentence_embedding_dimension())
+    for start in range(0, len(rows), 512):
+        batch = rows[start : start + 512]
+        vectors = embedder.encode([r["text"] for r in batch], normalize_embeddings=True, batch_size=64)
+        collection.add(
+            ids=[r["sid"] for r in batch],
+            documents=[r["text"] for r in batch],
+            metadatas=[{"file": r["sid"], "page": 1, "page_label": "1"} for r in batch],
+            embeddings=vectors.tolist(),
+        )
+    return bq
+
+
+def bioasq_items(data_dir: Path) -> list[tuple[str, frozenset]]:
+    """Held-out BioASQ questions with their gold snippet ids (qrels)."""
+    from assistant.rag.pairs import bioasq_split
+
+    gold: dict[str, set] = {}
+    for line in (data_dir / "eval/retrieval/bioasq_snippet_qrels.tsv").read_text().splitlines()[1:]:
+        qid, sid = line.split("\t")
+        gold.setdefault(qid, set()).add(sid)
+    rows = read_jsonl(data_dir / "eval/retrieval/bioasq_7b-11b_golden_questions_snippets.jsonl")
+    return [
+        (r["question"], frozenset(gold[r["id"]]))
+        for r in rows
+        if bioasq_split(r["id"]) == "eval" and r["id"] in gold
+    ]
+
+
+def medquad_store(settings, data_dir: Path, distractors: int):
+    """Settings of the MedQuAD answer store (the 500 sample questions' answers + ``distractors``), built once."""
+    from assistant.rag import store as st
+
+    mq = replace(settings, collection=f"medquad-{distractors}")
+    rows = read_jsonl(data_dir / "eval/retrieval/medquad_q2a_sample500.jsonl")
+    items = [(r["question"], r["qid"]) for r in rows]
+    try:
+        if st.open_collection(mq).count() > 0:
+            return mq, items
+    except st.StoreError:
+        pass
+    return mq, build_medquad(mq, data_dir, distractors, settings.seed)
+
+
+def run_variant(settings, name: str, items, key) -> dict:
+    from assistant.models import load_index_embedder
+    from assistant.rag.rerank import load_reranker
     from assistant.rag.retrieve import Retriever
+    from assistant.rag.store import open_collection
 
-    items = pregnancy_items(questions)
-    results = {}
-    for mode in modes:
-        retriever = Retriever.from_settings(settings, mode)
-        retriever.retrieve("warm-up query", 1)  # loads the model (and builds BM25) outside the timings
-        results[mode] = score(retriever, items, lambda h: (h.file, h.page))
-    results["chunks"] = retriever.count()
-    return results
-
-
-def medquad(settings, data_dir: Path, distractors: int, modes, reuse: bool) -> dict:
-    from dataclasses import replace
-
-    from assistant.rag.retrieve import Retriever
-
-    mq = replace(settings, collection="medquad-bench")
-    if reuse:  # the store a previous run built with the same --medquad-distractors
-        rows = read_jsonl(data_dir / "eval/retrieval/medquad_q2a_sample500.jsonl")
-        items = [(r["question"], r["qid"]) for r in rows]
-    else:
-        items = build_medquad(mq, data_dir, distractors, settings.seed)
-    results = {}
-    for mode in modes:
-        retriever = Retriever.from_settings(mq, mode)
-        retriever.retrieve("warm-up query", 1)
-        found = score(retriever, items, lambda h: h.file)
-        found["misses"] = found["misses"][:10]
-        results[mode] = found
-    results["chunks"] = retriever.count()
-    results["answers"] = 500 + distractors
-    return results
+    embedder, mode, rerank = VARIANTS[name]
+    chosen = store_for(settings, embedder)
+    retriever = Retriever(
+        chosen,
+        open_collection(chosen),
+        load_index_embedder(None, chosen),
+        mode,
+        reranker=load_reranker(replace(chosen, rerank=rerank)),
+    )
+    retriever.retrieve("warm-up query", 1)  # loads the models (and builds BM25) outside the timings
+    result = score(retriever, items, key)
+    result["misses"] = result["misses"][:15]
+    result["chunks"] = retriever.count()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--home", type=Path, default=Path("/tmp/llama-md-bench"), help="home with the store")
+    parser.add_argument("--home", type=Path, required=True, help="home with the pregnancy store")
     parser.add_argument("--collection", default="llama-md", help="collection with the pregnancy corpus")
+    parser.add_argument("--data", type=Path, help="data folder (../shared) for the bioasq and medquad sets")
+    parser.add_argument("--sets", default="set1,set2,set3,bioasq,medquad", help="comma-separated sets")
     parser.add_argument(
-        "--medquad", type=Path, help="data folder (../shared) to also run the MedQuAD benchmark"
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}"
     )
     parser.add_argument(
-        "--medquad-distractors", type=int, default=500, help="extra answers in the MedQuAD store"
+        "--medquad-distractors", type=int, default=500, help="other answers in the MedQuAD store"
     )
-    parser.add_argument(
-        "--medquad-reuse",
-        action="store_true",
-        help="score the MedQuAD store an earlier run left in HOME (same --medquad-distractors) instead of rebuilding it",
-    )
-    parser.add_argument(
-        "--modes", default=",".join(MODES), help=f"comma-separated retrieval modes (default: all of {MODES})"
-    )
-    parser.add_argument(
-        "--questions",
-        type=Path,
-        default=QUESTIONS,
-        help="page questions {question, file, page} (default: set 1; the held-out set 2 is QUESTIONS_2's file)",
-    )
-    parser.add_argument("--skip-pregnancy", action="store_true", help="only MedQuAD")
     parser.add_argument("--out", type=Path, help="JSON results (default: HOME/retrieval_bench.json)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from assistant.config import load_settings
 
     settings = load_settings({"home": str(args.home), "collection": args.collection}, environ={})
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; use some of {list(VARIANTS)}")
+    if ({"bioasq", "medquad"} & set(sets)) and args.data is None:
+        parser.error("--sets bioasq / medquad need --data ../shared")
     out_path = args.out or args.home / "retrieval_bench.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = sorted(set(modes) - set(MODES))
-    if unknown:
-        parser.error(f"--modes: unknown {unknown}; use some of {MODES}")
-    if not args.skip_pregnancy:
-        results["pregnancy"] = pregnancy(settings, modes, args.questions)
-    if args.medquad:
-        results["medquad"] = medquad(
-            settings, args.medquad, args.medquad_distractors, modes, args.medquad_reuse
-        )
-    out_path.write_text(json.dumps(results, indent=2))
-    for name, res in results.items():
-        for mode in MODES:
-            if mode in res:
-                r = {k: v for k, v in res[mode].items() if k != "misses"}
-                print(f"{name:>10} {mode:>6}: {r}")
+    for name in sets:
+        if name in PAGE_SETS:
+            chosen, items, key = settings, pregnancy_items(PAGE_SETS[name]), lambda h: (h.file, h.page)
+        elif name == "bioasq":
+            chosen, items, key = bioasq_store(settings, args.data), bioasq_items(args.data), lambda h: h.file
+        elif name == "medquad":
+            chosen, items = medquad_store(settings, args.data, args.medquad_distractors)
+            key = lambda h: h.file  # noqa: E731
+        else:
+            parser.error(f"--sets: unknown {name!r}")
+        results.setdefault(name, {})
+        for variant in variants:
+            results[name][variant] = run_variant(chosen, variant, items, key)
+            r = results[name][variant]
+            print(
+                f"{name:>8} {variant:>15}: n={r['n']} R@1 {r['recall@1']:.3f} R@5 {r['recall@5']:.3f} "
+                f"R@10 {r['recall@10']:.3f} MRR@5 {r['mrr@5']:.3f}  p50 {r['p50_ms']:.0f} ms p95 {r['p95_ms']:.0f} ms",
+                flush=True,
+            )
+            out_path.write_text(json.dumps(results, indent=2))
     print(f"written: {out_path}")
 
 

@@ -4,6 +4,7 @@ home with a real store and adapter for the chat, and a tiny Llama for fine-tunin
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,11 @@ from tests.helpers import PREGNANCY_PAGES, REPO, make_adapter, make_settings, qa
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The models set-up trains (the medical retriever and re-ranker) live in one cache per machine; a test must not
+# depend on whether this machine built them, so the session sees an empty cache (rerank = auto is then off).
+# Tests of those models build their own (tests/test_retriever_training.py).
+os.environ["LLAMA_MD_MODEL_CACHE"] = tempfile.mkdtemp(prefix="llama-md-models-")
 
 
 def _data_dir() -> Path | None:

@@ -12,7 +12,11 @@ the answer only after the stream ends: front-ends show :attr:`Answer.shown_text`
 Citation rule: a source is listed when the answer cites its marker ``[n]``; when the answer cites none (small
 models rarely emit markers), the passages given to the model whose cosine similarity is at least
 ``settings.min_score`` and within 0.1 of the best are listed, at most three: those are the passages the answer
-could have used, and the score bar keeps weak, off-topic passages out of the sources.
+could have used, and the score bar keeps weak, off-topic passages out of the sources. With the re-ranker
+(``settings.rerank``) the passages it gives a probability of at least ``MIN_RELEVANCE`` and within
+``RELEVANCE_MARGIN`` of the best are listed instead (the bars the quotes use, :mod:`assistant.chat.evidence`), at
+most three, best first. The passage of every quoted sentence is listed too (after those), so a page a quote comes
+from is always a cited page.
 """
 
 from __future__ import annotations
@@ -27,7 +31,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from assistant import torch_thread
-from assistant.chat.evidence import Evidence, PassageSentences, load_splitter, select_evidence
+from assistant.chat.evidence import (
+    MIN_RELEVANCE,
+    RELEVANCE_MARGIN,
+    Evidence,
+    PassageSentences,
+    load_splitter,
+    select_evidence,
+)
 from assistant.chat.generation import GenerationStream, Generator
 from assistant.chat.groundedness import LOW_GROUNDEDNESS, LOW_NOTICE, groundedness
 from assistant.chat.queue import RequestQueue
@@ -130,15 +141,29 @@ def notice_prefix(notices: Sequence[str]) -> str:
     return "".join(n + "\n\n" for n in notices)
 
 
-def select_sources(text: str, passages: Sequence, min_score: float) -> list[Source]:
-    """Sources per the module's citation rule. ``passages`` are the hits numbered 1..k in the prompt."""
+def select_sources(
+    text: str, passages: Sequence, min_score: float, quoted: Sequence[int] = ()
+) -> list[Source]:
+    """Sources per the module's citation rule, plus the passages the shown quotes come from (``quoted``: their
+    [n] markers), so a quoted page is always a cited page. ``passages`` are the hits numbered 1..k in the prompt.
+    """
     cited = sorted({int(m) for m in _MARKER.findall(text) if 1 <= int(m) <= len(passages)})
+    reranked = bool(passages) and all(getattr(h, "rerank", None) is not None for h in passages)
     if cited:
         chosen = [(n, passages[n - 1]) for n in cited]
+    elif reranked:  # the re-ranker's probability decides, with the same bars as the quotes
+        best = max(h.rerank for h in passages)
+        bar = max(MIN_RELEVANCE, best - RELEVANCE_MARGIN)
+        chosen = [(n, h) for n, h in enumerate(passages, 1) if h.rerank >= bar and h.score >= min_score]
+        chosen = sorted(chosen, key=lambda nh: -nh[1].rerank)[:FALLBACK_MAX]
     else:
         best = max((h.score for h in passages), default=0.0)
         bar = max(min_score, best - FALLBACK_MARGIN)
         chosen = [(n, h) for n, h in enumerate(passages, 1) if h.score >= bar][:FALLBACK_MAX]
+    listed = {n for n, _ in chosen}
+    chosen += [
+        (n, passages[n - 1]) for n in dict.fromkeys(quoted) if 1 <= n <= len(passages) and n not in listed
+    ]
     return [
         Source(
             n,
@@ -460,7 +485,11 @@ class Assistant:
             started = time.perf_counter()
             sentences = PassageSentences.from_passages(comp.passages)
             answer.evidence = select_evidence(
-                comp.question, comp.passages, self.retriever.embed_model, sentences=sentences
+                comp.question,
+                comp.passages,
+                self.retriever.embed_model,
+                sentences=sentences,
+                reranker=getattr(self.retriever, "reranker", None),
             )
             answer.evidence_ms = (time.perf_counter() - started) * 1000
         generation = gen.stream(
@@ -490,7 +519,9 @@ class Assistant:
             if stats.cancelled:
                 answer.flags.append("cancelled")
             answer.text = answer.generated_text = "".join(generated).strip()
-            answer.sources = select_sources(answer.text, comp.passages, s.min_score)
+            answer.sources = select_sources(
+                answer.text, comp.passages, s.min_score, quoted=[e.number for e in answer.evidence]
+            )
             answer.ttft_ms = stats.ttft_s * 1000 + answer.retrieval_ms + answer.screen_ms + answer.evidence_ms
             if sentences.sentences:
                 cited = [src.number for src in answer.sources] if _MARKER.search(answer.text) else []

@@ -32,6 +32,14 @@ Method, per answer:
    :data:`MIN_COSINE`, its score is within :data:`QUOTE_MARGIN` of the best, and its cosine to every sentence
    already quoted is below :data:`DUPLICATE_COSINE` (near-duplicates out).
 
+**With the re-ranker** (``settings.rerank``; :mod:`assistant.rag.rerank`), steps 3 and 4 change: the cross-encoder
+reads the question with each of the first :data:`RERANK_SENTENCES` candidates of the lexical first stage and gives
+the probability that the sentence answers it (``score``); the hand-set fusion of cosine and BM25 is not used. A
+sentence is quoted when its probability is at least :data:`MIN_RELEVANCE` and within :data:`RELEVANCE_MARGIN` of the
+best, near-duplicates out as above. Both bars were set a priori (0.5 is the loss's decision boundary), not tuned on
+an evaluation set. A word-overlap scorer rewards sentences that repeat the question ("... in the second or third
+trimester ..."); the cross-encoder was trained to tell a passage that answers from one that shares words.
+
 Cost: ``Answer.evidence_ms``; ``benchmarks/grounded_answer_bench.py`` prints its p50/p95 as time to evidence.
 Not yet measured on an idle machine: on this 2-core CPU shared with a fine-tuning run (load average 7-9), the step
 took p50 1.37 s, p95 2.44 s wall over 20 dev questions (top_k=5; a 13 ms question embedding took the same run's
@@ -46,24 +54,24 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
 from assistant import torch_thread
+from assistant.rag.sentences import (  # noqa: F401 - re-exported: the evidence step's own vocabulary
+    MAX_WORDS,
+    MIN_LETTER_SHARE,
+    MIN_WORDS,
+    is_quotable,
+    load_splitter,
+    split_sentences,
+)
 
 logger = logging.getLogger(__name__)
 
-MIN_WORDS = 6
-"""Shorter sentences are headings, labels or fragments."""
-MAX_WORDS = 80
-"""Longer "sentences" are run-on table text or lists that Punkt could not split; not quoted."""
-MIN_LETTER_SHARE = 0.6
-"""Share of letters among non-space characters below which a sentence is a table row or a reference list."""
 BM25_WEIGHT = 0.3
 """Weight of the max-normalised BM25 score in the fused score (set a priori; see the module docstring)."""
 MIN_COSINE = 0.3
@@ -74,17 +82,12 @@ DUPLICATE_COSINE = 0.9
 """A sentence this similar to one already quoted is a near-duplicate and skipped."""
 CANDIDATES = 8
 """Sentences the lexical first stage hands to the embedder (module docstring, step 3)."""
-
-_REFERENCE = re.compile(
-    r"\bet al\b|\bdoi\b|https?://|www\.|\(\s*(19|20)\d{2}[a-z]?\s*\)|\b(19|20)\d{2}\s*;|\bISBN\b|\bvol\.\s*\d",
-    re.IGNORECASE,
-)
-_CONTENTS = re.compile(
-    r"^\d+\s+\d+(\.\d+)+\s|\s\.$|\.\s?\.\s?\."
-)  # "92 1.5.4 Title ." lines of a contents page
-_BULLET = re.compile(r"^[^\w(\"“‘'[]+")
-_CLOSED = re.compile(r"[.!?:;)\]\"'”’]$")
-_SPACE = re.compile(r"\s+")
+RERANK_SENTENCES = 24
+"""Sentences the lexical first stage hands to the re-ranker (module docstring, "with the re-ranker")."""
+MIN_RELEVANCE = 0.5
+"""With the re-ranker: a quote's probability of answering the question must be at least this."""
+RELEVANCE_MARGIN = 0.25
+"""With the re-ranker: a second or third quote must be within this of the best one's probability."""
 
 
 @dataclass
@@ -160,56 +163,6 @@ class PassageSentences:
         """The sentences that came from the passages ``numbers`` (markers, 1-based)."""
         wanted = set(numbers)
         return [s for s, n in zip(self.sentences, self.numbers, strict=True) if n in wanted]
-
-
-@lru_cache(maxsize=1)
-def _punkt():
-    """NLTK Punkt with its trained English parameters (module docstring, step 1); loaded once (~1.6 s import)."""
-    import importlib.util
-    from pathlib import Path
-
-    import nltk.data
-    from nltk.tokenize.punkt import PunktTokenizer
-
-    spec = importlib.util.find_spec("llama_index.core")
-    if spec is not None and spec.origin:
-        bundled = str(Path(spec.origin).parent / "_static" / "nltk_cache")
-        if bundled not in nltk.data.path:
-            nltk.data.path.append(bundled)  # nltk only opens files under its data path
-    return PunktTokenizer("english")
-
-
-def load_splitter() -> None:
-    """Import NLTK (loading Punkt) and bm25s now: the chat does this while its models load, so the first
-    question does not pay the ~2 s of imports."""
-    import bm25s  # noqa: F401
-    import Stemmer  # noqa: F401
-
-    _punkt()
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` (Punkt, English), whitespace collapsed, leading bullet symbols (●, ■, -) removed,
-    empty pieces dropped."""
-    text = _SPACE.sub(" ", unicodedata.normalize("NFC", text or "")).strip()
-    pieces = (_BULLET.sub("", s).strip() for s in _punkt().tokenize(text)) if text else ()
-    return [s for s in pieces if s]
-
-
-def is_quotable(sentence: str, *, last: bool = False) -> bool:
-    """False for fragments: too short or long, headings, table rows, references, mid-sentence starts, or
-    (``last``) a passage's cut-off final piece. See the module docstring, step 2."""
-    words = sentence.split()
-    if not MIN_WORDS <= len(words) <= MAX_WORDS:
-        return False
-    if not any(w[:1].islower() for w in words) or sentence[:1].islower():
-        return False
-    visible = [c for c in sentence if not c.isspace()]
-    if sum(c.isalpha() for c in visible) < MIN_LETTER_SHARE * len(visible):
-        return False
-    if _REFERENCE.search(sentence) or _CONTENTS.search(sentence):
-        return False
-    return not (last and not _CLOSED.search(sentence))
 
 
 class _VectorCache:
@@ -292,6 +245,7 @@ def select_evidence(
     max_quotes: int = 3,
     candidates: int = CANDIDATES,
     sentences: PassageSentences | None = None,
+    reranker=None,
 ) -> list[Evidence]:
     """The best 1 to ``max_quotes`` sentences of ``passages`` for ``question``, best first, verbatim.
 
@@ -303,6 +257,8 @@ def select_evidence(
         max_quotes: most sentences returned.
         candidates: sentences embedded after the lexical first stage (module docstring, step 3).
         sentences: the passages already split (:meth:`PassageSentences.from_passages`); split here when None.
+        reranker: a :class:`assistant.rag.rerank.Reranker` to score the sentences (module docstring); None: the
+            fused cosine and BM25 score.
 
     Returns:
         Evidence records, best first; empty when no sentence passes the bars (module docstring, step 4).
@@ -314,22 +270,30 @@ def select_evidence(
     texts = [sentences.sentences[i] for i in rows]
     lexical = bm25_scores(question, texts)
     retrieval = np.asarray([float(passages[sentences.numbers[i] - 1].score) for i in rows], dtype=np.float32)
-    first = np.argsort(-(0.5 * lexical + 0.5 * retrieval), kind="stable")[:candidates]
-    vectors = embed([question] + [texts[j] for j in first], embedder)
-    cosine = vectors[1:] @ vectors[0]
-    fused = (1 - BM25_WEIGHT) * cosine + BM25_WEIGHT * lexical[first]
-    order = np.argsort(-fused, kind="stable")
-    chosen: list[int] = []  # positions in ``first``
-    for pos in order:
-        if len(chosen) == max_quotes or (chosen and fused[pos] < fused[chosen[0]] - QUOTE_MARGIN):
-            break
-        if cosine[pos] < MIN_COSINE:
-            continue
-        if any(float(vectors[1 + pos] @ vectors[1 + c]) >= DUPLICATE_COSINE for c in chosen):
-            continue
-        chosen.append(int(pos))
+    first = np.argsort(-(0.5 * lexical + 0.5 * retrieval), kind="stable")
+    if reranker is not None:
+        first = first[:RERANK_SENTENCES]
+        score = reranker.scores(question, [texts[j] for j in first])
+        order = [int(k) for k in np.argsort(-score, kind="stable") if score[k] >= MIN_RELEVANCE]
+        order = (
+            [k for k in order if score[k] >= score[order[0]] - RELEVANCE_MARGIN][: 2 * max_quotes]
+            if order
+            else []
+        )
+        vectors = embed([question] + [texts[first[k]] for k in order], embedder)
+        picked = _distinct(vectors, max_quotes)
+        chosen = [(order[k], float(score[order[k]]), float(vectors[1 + k] @ vectors[0])) for k in picked]
+    else:
+        first = first[:candidates]
+        vectors = embed([question] + [texts[j] for j in first], embedder)
+        cosine = vectors[1:] @ vectors[0]
+        fused = (1 - BM25_WEIGHT) * cosine + BM25_WEIGHT * lexical[first]
+        order = [int(k) for k in np.argsort(-fused, kind="stable") if cosine[k] >= MIN_COSINE]
+        order = [k for k in order if fused[k] >= fused[order[0]] - QUOTE_MARGIN]
+        kept = _distinct(np.concatenate([vectors[:1], vectors[1:][order]]), max_quotes) if order else []
+        chosen = [(order[k], float(fused[order[k]]), float(cosine[order[k]])) for k in kept]
     quotes = []
-    for pos in chosen:
+    for pos, value, cos in chosen:
         i = rows[first[pos]]
         hit = passages[sentences.numbers[i] - 1]
         quotes.append(
@@ -340,9 +304,21 @@ def select_evidence(
                 page_label=str(hit.page_label or hit.page),
                 title=str(getattr(hit, "title", "") or ""),
                 sentence=sentences.sentences[i],
-                score=float(fused[pos]),
-                cosine=float(cosine[pos]),
+                score=value,
+                cosine=cos,
                 uploaded=bool(getattr(hit, "uploaded", False)),
             )
         )
     return quotes
+
+
+def _distinct(vectors: np.ndarray, limit: int) -> list[int]:
+    """Indices (into ``vectors[1:]``, already in preference order) of up to ``limit`` sentences whose cosine to
+    every one kept before is below :data:`DUPLICATE_COSINE`; ``vectors[0]`` is the question's."""
+    kept: list[int] = []
+    for k in range(len(vectors) - 1):
+        if len(kept) == limit:
+            break
+        if all(float(vectors[1 + k] @ vectors[1 + c]) < DUPLICATE_COSINE for c in kept):
+            kept.append(k)
+    return kept

@@ -28,13 +28,14 @@ _RETRIEVERS: OrderedDict[str, object] = OrderedDict()  # user store dir -> Retri
 _LOCK = threading.Lock()
 
 
-def user_retriever(store: Settings, embed_model, mode: str | None = None):
+def user_retriever(store: Settings, embed_model, mode: str | None = None, reranker=None):
     """The cached Retriever over ``store`` (a user's store settings), or None when the user has uploaded nothing.
 
     Args:
         store: :func:`assistant.chat.uploads.user_store_settings` of the user.
         embed_model: the already loaded llama-index embedding (the curated retriever's), shared, not reloaded.
         mode: retrieval mode (default: the retriever's default).
+        reranker: the curated retriever's re-ranker (shared), so both lists are ordered by the same model.
     """
     from assistant.rag.retrieve import DEFAULT_MODE, Retriever
     from assistant.rag.store import StoreError, open_client, open_collection
@@ -50,7 +51,7 @@ def user_retriever(store: Settings, embed_model, mode: str | None = None):
         collection = open_collection(store, client=open_client(store, fresh=True))
     except StoreError:
         return None
-    retriever = Retriever(store, collection, embed_model, mode or DEFAULT_MODE)
+    retriever = Retriever(store, collection, embed_model, mode or DEFAULT_MODE, reranker=reranker)
     with _LOCK:
         _RETRIEVERS[key] = retriever
         while len(_RETRIEVERS) > USER_CACHE_SIZE:
@@ -65,9 +66,13 @@ def forget_user(store: Settings) -> None:
 
 
 def merge_hits(curated: list, own: list, top_k: int) -> list:
-    """The ``top_k`` best of both lists by score, best first; ``own`` hits are marked ``uploaded=True``."""
+    """The ``top_k`` best of both lists, best first; ``own`` hits are marked ``uploaded=True``. Hits are compared
+    by the re-ranker's probability when every hit has one (both lists were re-ranked), else by cosine; the sort is
+    stable, so one list alone keeps its order."""
     own = [dataclasses.replace(h, uploaded=True) for h in own]
-    return sorted([*curated, *own], key=lambda h: -h.score)[:top_k]
+    hits = [*curated, *own]
+    reranked = all(h.rerank is not None for h in hits)
+    return sorted(hits, key=lambda h: -(h.rerank if reranked else h.score))[:top_k]
 
 
 def retrieve_for_user(question: str, top_k: int, settings: Settings, user_id: str, curated=None) -> list:
@@ -81,7 +86,7 @@ def retrieve_for_user(question: str, top_k: int, settings: Settings, user_id: st
         curated: the curated Retriever, or None without a curated store.
 
     Returns:
-        Up to ``top_k`` Hits, best cosine similarity first.
+        Up to ``top_k`` Hits, best first (merge_hits).
     """
     from assistant.chat.uploads import user_store_settings
     from assistant.models import load_index_embedder
@@ -90,7 +95,12 @@ def retrieve_for_user(question: str, top_k: int, settings: Settings, user_id: st
     hits = curated.retrieve(question, top_k) if curated is not None else []
     store = user_store_settings(settings, user_id)
     embed = curated.embed_model if curated is not None else load_index_embedder(None, settings)
-    own_retriever = user_retriever(store, embed, curated.mode if curated is not None else None)
+    own_retriever = user_retriever(
+        store,
+        embed,
+        curated.mode if curated is not None else None,
+        curated.reranker if curated is not None else None,
+    )
     own = []
     if own_retriever is not None:
         try:

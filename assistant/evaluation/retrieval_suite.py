@@ -40,7 +40,7 @@ def score(retriever, items: list[tuple[str, object]], key) -> dict:
 
     Args:
         retriever: anything with ``retrieve(question, top_k) -> list of hits``.
-        items: ``[(question, gold)]``.
+        items: ``[(question, gold)]``; ``gold`` is one value or a frozenset of values that each count as right.
         key: ``key(hit)`` -> a value comparable with ``gold`` (e.g. ``(file, page)``).
 
     Returns:
@@ -53,11 +53,17 @@ def score(retriever, items: list[tuple[str, object]], key) -> dict:
         hits = retriever.retrieve(question, top_k=max(KS))
         latencies.append((time.perf_counter() - started) * 1000)
         keys = [key(h) for h in hits]
-        rank = keys.index(gold) + 1 if gold in keys else None
+        right = [k in gold if isinstance(gold, frozenset) else k == gold for k in keys]
+        rank = right.index(True) + 1 if any(right) else None
         ranks.append(rank)
         if rank is None or rank > 5:
             misses.append(
-                {"question": question, "gold": gold, "rank": rank, "top1": keys[0] if keys else None}
+                {
+                    "question": question,
+                    "gold": sorted(gold) if isinstance(gold, frozenset) else gold,
+                    "rank": rank,
+                    "top1": keys[0] if keys else None,
+                }
             )
     n = len(items)
     out = {f"recall@{k}": round(sum(1 for r in ranks if r and r <= k) / n, 3) for k in KS}

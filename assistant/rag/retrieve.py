@@ -73,6 +73,7 @@ class Hit:
     title: str
     chunk_id: str
     uploaded: bool = False  # from the asking user's own uploads (their store), not the curated library
+    rerank: float | None = None  # the re-ranker's relevance probability in [0, 1]; None when it did not run
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,14 +153,17 @@ class Retriever:
         *,
         chroma_url: str | None = None,
         follow_store: bool = True,
+        reranker=None,
     ) -> None:
-        """``follow_store``: reopen when the store's generation changes (False: keep ``collection`` as given)."""
+        """``follow_store``: reopen when the store's generation changes (False: keep ``collection`` as given);
+        ``reranker``: a :class:`assistant.rag.rerank.Reranker` that orders the first
+        :data:`~assistant.rag.rerank.CANDIDATES` pages of the fused ranking (None: the fused order stands)."""
         from assistant.rag.store import store_generation
 
         if mode not in MODES:
             raise ValueError(f"Unknown retrieval mode {mode!r}; use one of {MODES}.")
         self.settings, self.collection, self.embed_model, self.mode = settings, collection, embed_model, mode
-        self.chroma_url, self.follow_store = chroma_url, follow_store
+        self.chroma_url, self.follow_store, self.reranker = chroma_url, follow_store, reranker
         self._generation = (collection.id, store_generation(collection))
         self._client = None  # opened on the first refresh, reopened fresh when the store changed
         self._bm25 = None
@@ -183,6 +187,7 @@ class Retriever:
                 embedding model (names both; says ``--rebuild``).
         """
         from assistant.models import load_index_embedder
+        from assistant.rag.rerank import load_reranker
         from assistant.rag.store import open_collection
 
         collection = open_collection(settings, chroma_url=chroma_url)
@@ -192,6 +197,7 @@ class Retriever:
             load_index_embedder(None, settings),
             mode or DEFAULT_MODE,
             chroma_url=chroma_url,
+            reranker=load_reranker(settings),
         )
 
     def refresh(self) -> bool:
@@ -240,21 +246,30 @@ class Retriever:
         return np.asarray(torch_thread.run(self.embed_model.get_query_embedding, query), dtype=np.float32)
 
     def retrieve(self, query: str, top_k: int | None = None) -> list[Hit]:
-        """The ``top_k`` best chunks for ``query``, best first (``top_k`` default: settings.top_k).
+        """The ``top_k`` best chunks for ``query``, best first (``top_k`` default: settings.top_k), one per page.
+
+        The mode's fused ranking decides; with a re-ranker its first :data:`~assistant.rag.rerank.CANDIDATES`
+        pages are re-ordered by the cross-encoder before ``top_k`` are kept.
 
         Returns:
             Hits with cosine-similarity scores; empty when the query is blank or the collection is empty.
         """
+        from assistant.rag.rerank import CANDIDATES as RERANK_CANDIDATES
+
         top_k = top_k or self.settings.top_k
         self.refresh()
         if not query.strip() or self.count() == 0:
             return []
         q = self.embed_query(query)
         if self.mode == "dense":
-            return one_per_page(self._dense(q, max(CANDIDATES, top_k)))[:top_k]
-        if self.mode == "convex":
-            return self._convex(query, q, top_k)
-        return self._hybrid(query, q, top_k)
+            ranked = one_per_page(self._dense(q, max(CANDIDATES, top_k)))
+        elif self.mode == "convex":
+            ranked = self._convex(query, q, max(CANDIDATES, top_k))
+        else:
+            ranked = self._hybrid(query, q, max(CANDIDATES, top_k))
+        if self.reranker is not None:
+            return self.reranker.rerank(query, ranked[: max(RERANK_CANDIDATES, top_k)], top_k)
+        return ranked[:top_k]
 
     def _dense(self, q: np.ndarray, n: int) -> list[Hit]:
         res = self.collection.query(
@@ -290,20 +305,23 @@ class Retriever:
                 logger.info("BM25 index built over %d chunks", count)
             return self._bm25
 
-    def _hybrid(self, query: str, q: np.ndarray, top_k: int) -> list[Hit]:
-        dense = self._dense(q, max(CANDIDATES, top_k))
+    def _hybrid(self, query: str, q: np.ndarray, n: int) -> list[Hit]:
+        """Every candidate page (``n`` dense candidates plus BM25's), ordered by reciprocal-rank fusion."""
+        dense = self._dense(q, n)
         sparse = [n.node.node_id for n in self._bm25_retriever().retrieve(query)]
         fused = reciprocal_rank_fusion([[h.chunk_id for h in dense], sparse])
         known = self._with_bm25_only(dense, fused, q)
-        return one_per_page([known[i] for i in fused])[:top_k]
+        return one_per_page([known[i] for i in fused])
 
-    def _convex(self, query: str, q: np.ndarray, top_k: int) -> list[Hit]:
-        dense = self._dense(q, max(CANDIDATES, top_k))
+    def _convex(self, query: str, q: np.ndarray, n: int) -> list[Hit]:
+        """Every candidate page (``n`` dense candidates plus BM25's), ordered by the convex combination of
+        normalised dense and BM25 scores."""
+        dense = self._dense(q, n)
         bm25 = self._bm25_retriever()
         top = [n.node.node_id for n in bm25.retrieve(query)]
         known = self._with_bm25_only(dense, list(dict.fromkeys([h.chunk_id for h in dense] + top)), q)
         fused = convex_fusion({i: h.score for i, h in known.items()}, self._bm25_scores(bm25, query, known))
-        return one_per_page([known[i] for i in fused])[:top_k]
+        return one_per_page([known[i] for i in fused])
 
     def _bm25_scores(self, bm25, query: str, ids) -> dict[str, float]:
         """BM25 score of every id in ``ids`` (not only BM25's top candidates): bm25s ``get_scores`` on the index

@@ -87,8 +87,10 @@ def open_client(settings: Settings, chroma_url: str | None = None, *, fresh: boo
 
 def store_metadata(settings: Settings, embedding_dim: int) -> dict:
     """The collection metadata recorded at creation (see the module docstring)."""
+    from assistant.models import embedder_identity
+
     return {
-        "embedding_model": settings.embedding_model,
+        "embedding_model": embedder_identity(settings),
         "embedding_dim": int(embedding_dim),
         "chunk_size": int(settings.chunk_size),
         "chunk_overlap": int(settings.chunk_overlap),
@@ -101,13 +103,16 @@ def check_metadata(found: dict, settings: Settings, collection: str, *, for_inge
     Raises:
         StoreError: naming what the collection has, what the settings ask for, and ``--rebuild``.
     """
+    from assistant.models import embedder_identity
+
     found = found or {}
-    model = found.get("embedding_model")
-    if model is not None and model != settings.embedding_model:
+    model, wanted = found.get("embedding_model"), embedder_identity(settings)
+    if model is not None and model != wanted:
         raise StoreError(
             f"Collection {collection!r} was built with embedding model {model!r}, but the settings ask for "
-            f"{settings.embedding_model!r}; vectors of different models can't be compared. Fix: re-ingest with "
-            f"`{ingest_command(settings)} --rebuild` (or set embedding_model back to {model!r})."
+            f"{wanted!r}; vectors of different models can't be compared. Fix: re-embed it with "
+            "`llama-md retriever reembed` (keeps every chunk and its metadata), re-ingest with "
+            f"`{ingest_command(settings)} --rebuild`, or set embedding_model back to {model.split('@')[0]!r}."
         )
     if for_ingest:
         for key in ("chunk_size", "chunk_overlap"):
