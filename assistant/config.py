@@ -102,7 +102,8 @@ class Settings:
     as unsupported) or off."""
 
     retention_days: int = 90
-    """Chats not written to for this many days are deleted when the chat starts (0 = keep forever)."""
+    """Chats not written to for this many days, and uploads (with their passages) older than this, are deleted when
+    the chat starts and then once a day while it runs (0 = keep forever)."""
     upload_max_pages: int = 500
     """Uploaded PDFs with more pages are refused (the largest curated guideline here has 208)."""
     upload_max_chunks: int = 5000
@@ -114,6 +115,18 @@ class Settings:
     """Address-space limit of the upload ingest process, MiB (RLIMIT_AS; the embedder alone maps ~1.5 GiB)."""
     queue_max_waiting: int = 16
     """Answers that may wait for the generator at once; one more is refused with "busy, try again"."""
+    queue_max_waiting_per_user: int = 2
+    """Answers one user may have waiting for the generator at once (the one generating not counted); one more is
+    refused with one sentence, so one person's tabs can't fill the line for everyone."""
+    upload_max_ingests: int = 2
+    """Upload ingests running at once in the chat process, all users together (each is a child process holding
+    the embedder, ~1.5 GiB); one more is refused with "try again in a minute"."""
+    upload_max_ingests_per_user: int = 1
+    """Upload ingests one user may run at once."""
+    upload_max_files_per_user: int = 100
+    """Uploaded files one user may keep; one more is refused until they delete some ("Delete my data")."""
+    upload_quota_mb: int = 200
+    """Bytes of uploaded PDFs one user may keep, MiB; an upload that would pass it is refused."""
     generator_backend: str = "transformers"
     """transformers (in-process, the default) or openai (any OpenAI-compatible server at generator_url: llama.cpp's
     `python -m assistant serve`, vLLM). The prompt is still rendered here with generator_model's tokenizer and the
@@ -164,9 +177,17 @@ class Settings:
             )
         if self.retention_days < 0:
             problems.append(f"retention_days must be >= 0 (0 = keep forever), got {self.retention_days}")
-        for name in ("upload_max_pages", "upload_max_chunks", "upload_max_memory_mb", "queue_max_waiting"):
+        positive = ("upload_max_pages", "upload_max_chunks", "upload_max_memory_mb", "queue_max_waiting")
+        positive += ("queue_max_waiting_per_user", "upload_max_ingests", "upload_max_ingests_per_user")
+        positive += ("upload_max_files_per_user", "upload_quota_mb")
+        for name in positive:
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)} (LLAMA_MD_{name.upper()})")
+        if self.upload_max_ingests_per_user > self.upload_max_ingests > 0:
+            problems.append(
+                f"upload_max_ingests_per_user ({self.upload_max_ingests_per_user}) must be <= upload_max_ingests "
+                f"({self.upload_max_ingests}) (LLAMA_MD_UPLOAD_MAX_INGESTS_PER_USER)"
+            )
         if self.upload_timeout_s <= 0:
             problems.append(f"upload_timeout_s must be > 0, got {self.upload_timeout_s}")
         if self.generator_backend not in ("transformers", "openai"):
@@ -205,7 +226,7 @@ class Settings:
 
     @property
     def uploads_dir(self) -> Path:
-        """PDFs added in the chat's sidebar; the page view opens files only here and in the corpus folders."""
+        """PDFs added in the chat's sidebar, one owner-only folder per user (``uploads/<user key>/``)."""
         return self.home / "uploads"
 
     @property

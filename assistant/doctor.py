@@ -191,6 +191,31 @@ def store_checks(settings: Settings) -> list[Check]:
         ]
 
 
+def generator_checks(settings: Settings) -> list[Check]:
+    """Where the chat generates, and for the ``openai`` backend which API key goes to which URL (and only there)."""
+    from urllib.parse import urlparse
+
+    from assistant.serving import client_api_key, is_loopback, origin
+
+    if settings.generator_backend != "openai":
+        return [Check("generator backend", True, "transformers, in-process; no API key is sent anywhere")]
+    url = settings.generator_url
+    _, source = client_api_key(settings.home, url)
+    detail = f"openai at {url}; API key: {source}; sent only to {origin(url)} (redirects are not followed)"
+    clear = urlparse(url).scheme == "http" and not is_loopback(urlparse(url).hostname or "")
+    return [
+        Check(
+            "generator backend",
+            not clear,
+            detail + ("; over plain http to another machine" if clear else ""),
+            "put TLS in front of the server and use its https:// URL (docs/serving.md): over http the key and "
+            "the prompts travel in clear",
+            required=False,
+        )
+    ]
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """All checks, in report order."""
-    return device_checks() + model_checks(settings) + data_checks(settings) + store_checks(settings)
+    checks = device_checks() + model_checks(settings) + data_checks(settings) + store_checks(settings)
+    return checks + generator_checks(settings)

@@ -19,10 +19,18 @@ model, not for a 7B). An unknown model name is answered by the default model, si
 (``LlamaProxy.__call__``), which is why :class:`~assistant.chat.remote.OpenAIGenerator` checks names itself.
 For parallel decoding use the C++ ``llama-server`` of the vendored llama.cpp (``-np N`` slots with continuous
 batching, ``--cont-batching``), or vLLM; not built here.
+
+API key (issue #25): a server listening on anything but loopback requires one (:class:`ServingError` without it;
+``llama-md serve`` generates one). Clients send it as ``Authorization: Bearer KEY``; both servers answer a request
+without it with 401. The key reaches the server through a file in the server's private temporary folder (``0700``:
+llama-cpp-python's config file, llama-server's ``--api-key-file``), never on a command line other accounts can
+read in ``ps``. :func:`save_served_key` records it under ``<home>/serve/keys.json`` (``0600``) for the chat on this
+machine, which sends it to that URL and no other (:func:`served_key`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -35,6 +43,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 from assistant.errors import LlamaMdError
 
@@ -45,6 +54,16 @@ QUANTS = ("f16", "q8_0", "q4_k_m")  # what `python -m finetune export RUN --to g
 
 class ServingError(LlamaMdError, RuntimeError):
     """The model server can't start: llama-cpp-python missing, no GGUF, or the server died or never answered."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -78,12 +97,20 @@ def run_gguf(run_dir: Path, quant: str | None = None) -> Path:
 
 
 def server_config(
-    models: dict[str, Path], *, host: str, port: int, n_ctx: int, n_threads: int | None
+    models: dict[str, Path],
+    *,
+    host: str,
+    port: int,
+    n_ctx: int,
+    n_threads: int | None,
+    api_key: str | None = None,
 ) -> dict:
-    """The ``--config_file`` of ``llama_cpp.server``: one entry per alias -> GGUF (the first is the default)."""
+    """The ``--config_file`` of ``llama_cpp.server``: one entry per alias -> GGUF (the first is the default);
+    ``api_key``: the key every request must send as ``Authorization: Bearer KEY`` (None: none)."""
     return {
         "host": host,
         "port": port,
+        **({"api_key": api_key} if api_key else {}),
         "interrupt_requests": False,  # queue concurrent requests instead of cutting the streaming one short
         "models": [
             {
@@ -116,9 +143,14 @@ class LlamaCppServer:
         """The server's command line (its config file is written into ``workdir``)."""
         config = workdir / "server.json"
         cfg = server_config(
-            self.models, host=self.host, port=self.port, n_ctx=self.n_ctx, n_threads=self.n_threads
+            self.models,
+            host=self.host,
+            port=self.port,
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            api_key=self.api_key,
         )
-        config.write_text(json.dumps(cfg, indent=2))
+        _write_private(config, json.dumps(cfg, indent=2))  # it may hold the API key
         return [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)]
 
     def __init__(
@@ -135,6 +167,7 @@ class LlamaCppServer:
         start_timeout_s: float = 120.0,
         log_path: Path | None = None,
         parallel: int = 1,
+        api_key: str | None = None,
     ) -> None:
         """Configure the server (nothing starts until :meth:`start` or ``with``).
 
@@ -150,7 +183,19 @@ class LlamaCppServer:
             log_path: the server's stdout+stderr (default: a temporary file).
             parallel: requests decoded at once (slots). llama-cpp-python decodes one at a time whatever this
                 says (the module docstring); :class:`LlamaServer` gives each of ``parallel`` slots ``n_ctx``.
+            api_key: the key every request must send (``Authorization: Bearer KEY``); None = none, allowed on a
+                loopback ``host`` only.
+
+        Raises:
+            ServingError: ``host`` is not loopback and no ``api_key`` is given.
         """
+        if not api_key and not is_loopback(host):
+            raise ServingError(
+                f"Serving on {host} lets anyone who can reach it use the model, so it needs an API key. Fix: pass "
+                "--api-key KEY (or leave it out: `llama-md serve` then generates one and prints it), or serve on "
+                "127.0.0.1."
+            )
+        self.api_key = api_key or None
         self.models = {served_model: Path(gguf)}
         if base_gguf is not None:
             self.models[served_base_model] = Path(base_gguf)
@@ -213,8 +258,9 @@ class LlamaCppServer:
                     f"The llama.cpp server exited with code {self.process.returncode} before answering. "
                     f"Its log ({self.log_path}) ends:\n{self.log_tail()}"
                 )
+            request = urllib.request.Request(f"{self.url}/models", headers=self.auth_headers())
             try:
-                with urllib.request.urlopen(f"{self.url}/models", timeout=2) as resp:
+                with urllib.request.urlopen(request, timeout=2) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -224,6 +270,10 @@ class LlamaCppServer:
             f"The llama.cpp server did not answer {self.url}/models within {self.start_timeout_s:.0f} s. "
             f"Its log ({self.log_path}) ends:\n{self.log_tail()}\nFix: check the GGUF, or raise the timeout."
         )
+
+    def auth_headers(self) -> dict[str, str]:
+        """``{"Authorization": "Bearer KEY"}`` when the server has an API key, else ``{}``."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the server's log."""
@@ -293,8 +343,100 @@ class LlamaServer(LlamaCppServer):
             "--threads", str(self.n_threads or max(1, (os.cpu_count() or 2) // 2)),
             "--cont-batching",
             "--no-webui",
+            *self._key_args(workdir),
         ]  # fmt: skip
+
+    def _key_args(self, workdir: Path) -> list[str]:
+        if not self.api_key:
+            return []
+        key_file = workdir / "api-key"
+        _write_private(key_file, self.api_key + "\n")
+        return ["--api-key-file", str(key_file)]
 
 
 #: ``--engine`` names of the servers (``python -m assistant serve``, benchmarks/serve_bench.py).
 SERVER_ENGINES = {"llama-cpp-python": LlamaCppServer, "llama-server": LlamaServer}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new file ``path`` created ``0600``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+# The key the chat on this machine sends ----------------------------------------------------------------------
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (the default port written out), lower case: what a key is bound to."""
+    parts = urlparse(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
+#: Sent when no key is known: servers without --api-key (llama.cpp, vLLM) ignore it.
+PLACEHOLDER_API_KEY = "sk-no-key-needed"
+
+
+def client_api_key(home: Path, url: str, environ: dict | None = None) -> tuple[str, str]:
+    """The API key the chat's ``openai`` backend sends to the server at ``url``, and where it came from: the key
+    ``llama-md serve`` recorded for exactly that origin (:func:`served_key`), else ``OPENAI_API_KEY``, else
+    :data:`PLACEHOLDER_API_KEY`.
+
+    Args:
+        home: the llama-md home (``Settings.home``).
+        url: ``Settings.generator_url``.
+        environ: the environment (default ``os.environ``).
+
+    Returns:
+        ``(key, source)``; ``source`` names the key for messages without showing it.
+    """
+    environ = os.environ if environ is None else environ
+    recorded = served_key(home, url) if url else None
+    if recorded:
+        return recorded, f"the key `llama-md serve` recorded for {origin(url)} in {served_keys_path(home)}"
+    if environ.get("OPENAI_API_KEY"):
+        return environ["OPENAI_API_KEY"], "OPENAI_API_KEY"
+    return PLACEHOLDER_API_KEY, "no key (neither OPENAI_API_KEY nor a key recorded by `llama-md serve`)"
+
+
+def served_keys_path(home: Path) -> Path:
+    """``<home>/serve/keys.json``: origin -> API key of the servers ``llama-md serve`` started with this home."""
+    return Path(home) / "serve" / "keys.json"
+
+
+def save_served_key(home: Path, url: str, api_key: str | None) -> Path:
+    """Record ``api_key`` as the key of the server at ``url`` (None: forget any key recorded for it).
+
+    The file and its folder are owner-only (``0600`` / ``0700``) and replaced atomically.
+
+    Returns:
+        The file's path.
+    """
+    from assistant.permissions import private_dir
+
+    path = served_keys_path(home)
+    private_dir(path.parent)
+    keys = _read_keys(path)
+    keys.pop(origin(url), None)
+    if api_key:
+        keys[origin(url)] = api_key
+    tmp = path.with_name(f".keys-{os.getpid()}.json")
+    _write_private(tmp, json.dumps(keys, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def served_key(home: Path, url: str) -> str | None:
+    """The key ``llama-md serve`` recorded for the server at ``url``'s origin (scheme, host and port must all
+    match: a key is never sent to another server), or None."""
+    return _read_keys(served_keys_path(home)).get(origin(url))
+
+
+def _read_keys(path: Path) -> dict[str, str]:
+    try:
+        keys = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else {}

@@ -68,12 +68,13 @@ def embedder(settings):
 @pytest.fixture(scope="session")
 def ui_home(tmp_path_factory, settings):
     """A home with a real Chroma store built from a small written PDF and an (untrained) LoRA adapter; the PDF lies
-    in the uploads folder, as one added in the chat's sidebar, so the chat can show its pages."""
+    in ``<home>/corpora/pregnancy/``, a curated corpus folder when the home is also the data folder
+    (``LLAMA_MD_DATA_DIR=<home>``), so the chat can show its pages."""
     from assistant.rag.ingest import ingest_paths
 
     home = tmp_path_factory.mktemp("ui-home")
     local = make_settings(home, specialty="pregnancy")
-    pdf = write_pdf(local.uploads_dir / "nutrition_guide.pdf", PREGNANCY_PAGES)
+    pdf = write_pdf(home / "corpora" / "pregnancy" / "nutrition_guide.pdf", PREGNANCY_PAGES)
     ingest_paths([pdf], local, specialty="pregnancy")
     make_adapter(local)
     return home

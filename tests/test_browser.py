@@ -38,7 +38,13 @@ def show_the_page(page, seen: dict) -> None:
 def test_browser_asks_and_sees_an_answer_with_a_cited_page(ui_home, tmp_path):
     port = free_port()
     proc = start_streamlit(
-        ui_home, port, {"LLAMA_MD_MAX_NEW_TOKENS": "48", "LLAMA_MD_SPECIALTY": "pregnancy"}
+        ui_home,
+        port,
+        {
+            "LLAMA_MD_MAX_NEW_TOKENS": "48",
+            "LLAMA_MD_SPECIALTY": "pregnancy",
+            "LLAMA_MD_DATA_DIR": str(ui_home),  # its corpora/pregnancy/ holds the cited PDF
+        },
     )
     seen: dict = {}
     try:

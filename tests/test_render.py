@@ -1,5 +1,5 @@
 """The cited page, seen: real PDFs rendered by pypdfium2, the quoted sentence highlighted where it is and nowhere
-else, the cache, and source file names that try to leave the corpus and uploads folders."""
+else, the cache, and source file names that try to leave the corpus folders."""
 
 from __future__ import annotations
 
@@ -24,13 +24,19 @@ IRON = "Daily oral iron and folic acid supplements are recommended for pregnant 
 
 @pytest.fixture
 def home_settings(tmp_path):
-    return make_settings(tmp_path / "home", specialty="pregnancy")
+    return make_settings(tmp_path / "home", specialty="pregnancy", data_dir=str(tmp_path / "data"))
+
+
+def corpus_folder(settings):
+    """The pregnancy corpus folder of ``settings.data_dir`` (where find_pdf looks)."""
+    return settings.data_dir / "corpora" / "pregnancy"
 
 
 @pytest.fixture
 def guide(home_settings):
-    """The chat tests' three-page guide, uploaded: page 1 holds IRON over three lines, between two sentences."""
-    return write_pdf(home_settings.uploads_dir / "nutrition_guide.pdf", PREGNANCY_PAGES)
+    """The chat tests' three-page guide in the corpus folder: page 1 holds IRON over three lines, between two
+    sentences."""
+    return write_pdf(corpus_folder(home_settings) / "nutrition_guide.pdf", PREGNANCY_PAGES)
 
 
 def pixels(path) -> np.ndarray:
@@ -93,7 +99,7 @@ def test_words_hyphenated_across_lines_are_matched_as_word_runs(home_settings):
         "Warning. Daily oral iron and folic acid supple-",
         "ments are recommended for pregnant women. Rest.",
     ]
-    pdf = write_pdf(home_settings.uploads_dir / "hyphen.pdf", [lines])
+    pdf = write_pdf(corpus_folder(home_settings) / "hyphen.pdf", [lines])
     doc = pdfium.PdfDocument(pdf)
     textpage = doc[0].get_textpage()
     spans = find_sentence(
@@ -131,7 +137,7 @@ def test_a_page_outside_the_pdf_is_refused_with_the_page_count(guide, tmp_path):
 
 
 def test_a_file_that_is_not_a_pdf_is_refused(home_settings, tmp_path):
-    fake = home_settings.uploads_dir / "fake.pdf"
+    fake = corpus_folder(home_settings) / "fake.pdf"
     fake.parent.mkdir(parents=True)
     fake.write_text("just text")
     with pytest.raises(UnreadablePdfError, match="can't be opened as a PDF"):
@@ -140,10 +146,10 @@ def test_a_file_that_is_not_a_pdf_is_refused(home_settings, tmp_path):
         render_page(tmp_path / "gone.pdf", 1, highlight=None, cache_dir=tmp_path)
 
 
-def test_source_names_never_leave_the_corpus_and_uploads_folders(guide, home_settings, tmp_path):
+def test_source_names_never_leave_the_corpus_folders(guide, home_settings, tmp_path):
     assert find_pdf("nutrition_guide.pdf", home_settings) == guide.resolve()
     outside = write_pdf(tmp_path / "secret.pdf", ["not for the page view"])
-    (home_settings.uploads_dir / "link.pdf").symlink_to(outside)
+    (corpus_folder(home_settings) / "link.pdf").symlink_to(outside)
     for name in (
         "../secret.pdf",
         "../../secret.pdf",
@@ -158,8 +164,10 @@ def test_source_names_never_leave_the_corpus_and_uploads_folders(guide, home_set
         with pytest.raises(SourceFileError, match="not a plain PDF file name"):
             find_pdf(name, home_settings)
     with pytest.raises(SourceFileError, match="the file is not in") as missing:
-        find_pdf("link.pdf", home_settings)  # a symlink out of the uploads folder
-    assert str(home_settings.uploads_dir) in str(missing.value) and "LLAMA_MD_DATA_DIR" in str(missing.value)
+        find_pdf("link.pdf", home_settings)  # a symlink out of the corpus folder
+    assert str(corpus_folder(home_settings)) in str(missing.value) and "LLAMA_MD_DATA_DIR" in str(
+        missing.value
+    )
     with pytest.raises(SourceFileError, match="the file is not in"):
         find_pdf("secret.pdf", home_settings)
 

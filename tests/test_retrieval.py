@@ -128,9 +128,9 @@ def test_convex_mode_reads_the_same_bm25_scores_as_the_bm25_retriever(small_stor
     r = Retriever.from_settings(small_store, "convex")
     query = "tetanus toxoid vaccination schedule"
     bm25 = r._bm25_retriever()
-    top = bm25.retrieve(query)
-    scores = r._bm25_scores(bm25, query, r._bm25_rows)
+    top = bm25.retriever.retrieve(query)
+    scores = r._bm25_scores(bm25, query, bm25.rows)
     assert top and all(np.isclose(scores[n.node.node_id], n.score, rtol=1e-5) for n in top)
     assert max(scores.values()) == pytest.approx(top[0].score, rel=1e-5)
     assert min(scores.values()) == 0.0
-    assert r._bm25_scores(bm25, "the and of", r._bm25_rows) == {}  # stop words only
+    assert r._bm25_scores(bm25, "the and of", bm25.rows) == {}  # stop words only

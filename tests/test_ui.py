@@ -15,6 +15,7 @@ def app(ui_home, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("LLAMA_MD_HOME", str(ui_home))
+    monkeypatch.setenv("LLAMA_MD_DATA_DIR", str(ui_home))  # its corpora/pregnancy/ holds the cited PDF
     monkeypatch.setenv("LLAMA_MD_SPECIALTY", "pregnancy")
     monkeypatch.setenv("LLAMA_MD_MAX_NEW_TOKENS", "48")
     at = AppTest.from_file(APP, default_timeout=300)
@@ -101,6 +102,7 @@ def reload(home, monkeypatch, sid):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("LLAMA_MD_HOME", str(home))
+    monkeypatch.setenv("LLAMA_MD_DATA_DIR", str(home))
     monkeypatch.setenv("LLAMA_MD_SPECIALTY", "pregnancy")
     at = AppTest.from_file(APP, default_timeout=300)
     at.query_params["session"] = sid
@@ -139,7 +141,7 @@ def test_a_reloaded_answer_shows_its_quote_as_plain_text_and_its_page_on_demand(
     ]
     from assistant.rag.render import DEFAULT_SCALE, file_sha256, page_cache_path
 
-    pdf = ui_home / "uploads" / "nutrition_guide.pdf"
+    pdf = ui_home / "corpora" / "pregnancy" / "nutrition_guide.pdf"
     assert page_cache_path(
         file_sha256(pdf), 1, injected, ui_home / "cache" / "pages", DEFAULT_SCALE
     ).is_file()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 from dataclasses import asdict
 
 import streamlit as st
@@ -42,12 +43,14 @@ st.set_page_config(page_title="llama-md", page_icon="🩺", layout="wide")
 
 
 @st.cache_resource(show_spinner="Loading the model and the document store...")
-def load_service(home: str, backend: str, url: str) -> ChatService:
-    """One per process and (home, generator backend, server URL): the arguments are the cache key. Also sends
-    llama-md's INFO logs (loading, cancelled answers, purged chats) to the server's stderr."""
+def load_service(home: str, backend: str, url: str, single_user: str) -> ChatService:
+    """One per process and (home, generator backend, server URL, mode): the arguments are the cache key.
+    ``single_user``: the one owner in single-user mode, "" in team mode. Also sends llama-md's INFO logs
+    (loading, cancelled answers, purged chats) to the server's stderr."""
     setup_logging()
     return ChatService.from_settings(
-        load_settings({"home": home, "generator_backend": backend, "generator_url": url})
+        load_settings({"home": home, "generator_backend": backend, "generator_url": url}),
+        single_user=single_user or None,
     )
 
 
@@ -90,7 +93,12 @@ except LlamaMdError as exc:  # a bad llama-md.toml or LLAMA_MD_* value
     fail(exc)
 user_id = current_user()
 try:
-    service = load_service(str(settings.home), settings.generator_backend, settings.generator_url)
+    service = load_service(
+        str(settings.home),
+        settings.generator_backend,
+        settings.generator_url,
+        "" if auth_configured() else user_id,
+    )
 except Exception as exc:  # noqa: BLE001 - every error ends as one sentence on the page
     fail(exc, settings.logs_dir)
 bot, history = service.assistant, service.history
@@ -166,7 +174,9 @@ with st.sidebar:
         sure = st.checkbox("Yes, delete everything of mine", key="delete-sure")
         st.button("Delete my data", key="delete-all", disabled=not sure, on_click=delete_my_data)
     if settings.retention_days:
-        st.caption(f"Chats not used for {settings.retention_days} days are deleted.")
+        st.caption(
+            f"Chats not used for {settings.retention_days} days, and uploads older than that, are deleted."
+        )
 
     st.subheader("Your documents")
     st.caption("PDFs you add are searched for your questions only, and cited as your document.")
@@ -334,8 +344,11 @@ for index, message in enumerate(st.session_state.messages):
 question = st.chat_input("Ask about symptoms, pregnancy, medicines...")
 if question is not None:
     past = [{"role": m["role"], "content": m["content"]} for m in st.session_state.messages]
+    # a place in line per person (queue_max_waiting_per_user): in single-user mode every visitor is the one local
+    # owner, so there each browser tab counts as one person
+    tab = st.session_state.setdefault("tab", uuid.uuid4().hex)
     try:
-        ticket = service.queue.join(user_id)
+        ticket = service.queue.join(user_id if auth_configured() else f"{user_id} tab {tab}")
     except QueueFullError as exc:
         st.warning(str(exc))
         st.stop()

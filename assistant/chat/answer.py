@@ -296,7 +296,11 @@ class Assistant:
         # one answer at a time in-process (a second would only slow both on a CPU, assistant/torch_thread.py);
         # a server decodes several (`python -m assistant serve` starts llama.cpp with SERVER_SLOTS parallel slots)
         active = SERVER_SLOTS if settings.generator_backend == "openai" else 1
-        self.queue = RequestQueue(max_active=active, max_waiting=settings.queue_max_waiting)
+        self.queue = RequestQueue(
+            max_active=active,
+            max_waiting=settings.queue_max_waiting,
+            max_waiting_per_user=settings.queue_max_waiting_per_user,
+        )
         """The line every answer waits in (one ticket per request, :mod:`assistant.chat.queue`)."""
 
     @classmethod

@@ -168,12 +168,12 @@ class Generator:
 
     @property
     def special_tokens(self) -> list[str]:
-        """Every string this tokenizer turns into a control token, longest first: ``all_special_tokens`` and the
-        added tokens flagged ``special`` (``added_tokens_decoder``). Untrusted text passes these to
-        :func:`assistant.untrusted.clean_text` so it can't forge a turn."""
+        """Every string this tokenizer turns into a control token, longest first: ``all_special_tokens`` and every
+        added token (``get_added_vocab``), flagged ``special`` or not: a template's ``<tool_call>`` or a fine-tune's
+        added marker is matched as one token from text all the same. Untrusted text passes these to
+        :func:`assistant.untrusted.clean_text` so it can't forge a turn (the served backend uses the same set)."""
         tok = self.tokenizer
-        added = {t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if t.special}
-        return sorted(set(tok.all_special_tokens) | added, key=lambda t: (-len(t), t))
+        return sorted(set(tok.all_special_tokens) | set(tok.get_added_vocab()), key=lambda t: (-len(t), t))
 
     @property
     def context_window(self) -> int:

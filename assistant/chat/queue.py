@@ -4,7 +4,8 @@ The chat process has one torch thread (:mod:`assistant.torch_thread`): generatio
 a line in front of it every question is submitted at once, a Streamlit rerun cannot take its place back, and a
 long wait ends in the streamer's timeout. A :class:`RequestQueue` admits ``max_active`` requests at a time and
 lets at most ``max_waiting`` wait; one more is refused with :class:`QueueFullError` ("try again in a minute")
-instead of joining an ever longer line. The front-end shows a waiting request its place::
+instead of joining an ever longer line. One label (one user) may hold at most ``max_waiting_per_user`` of the
+waiting places (issue #25), so one person's many tabs can't fill the line and lock everyone else out. The front-end shows a waiting request its place::
 
     ticket = assistant.queue.join(label=user_id)   # QueueFullError when the line is full
     with ticket:                                   # leaves the line / frees the slot however the block ends
@@ -28,7 +29,8 @@ from assistant.errors import LlamaMdError
 
 
 class QueueFullError(LlamaMdError):
-    """The line of answers waiting for the generator is full; the message says to try again shortly."""
+    """The line of answers waiting for the generator is full (for everyone, or for this user); the message says to
+    try again shortly."""
 
 
 @dataclass(frozen=True)
@@ -92,18 +94,28 @@ class RequestQueue:
             generation at a time anyway).
         max_waiting: requests allowed to wait for a slot; :meth:`join` refuses the next one
             (``settings.queue_max_waiting``).
+        max_waiting_per_user: requests with one (non-empty) label allowed to wait at once
+            (``settings.queue_max_waiting_per_user``); None = no per-label limit.
 
     Raises:
-        ConfigError: ``max_active`` < 1 or ``max_waiting`` < 0 (a ``ValueError``).
+        ConfigError: ``max_active`` < 1, ``max_waiting`` < 0 or ``max_waiting_per_user`` < 1 (a ``ValueError``).
     """
 
-    def __init__(self, max_active: int = 1, max_waiting: int = 16) -> None:
-        if max_active < 1 or max_waiting < 0:
+    def __init__(
+        self, max_active: int = 1, max_waiting: int = 16, max_waiting_per_user: int | None = None
+    ) -> None:
+        if (
+            max_active < 1
+            or max_waiting < 0
+            or (max_waiting_per_user is not None and max_waiting_per_user < 1)
+        ):
             raise ConfigError(
-                f"RequestQueue needs max_active >= 1 and max_waiting >= 0, got {max_active} and {max_waiting} "
-                "(queue_max_waiting in llama-md.toml / LLAMA_MD_QUEUE_MAX_WAITING)"
+                f"RequestQueue needs max_active >= 1, max_waiting >= 0 and max_waiting_per_user >= 1, got "
+                f"{max_active}, {max_waiting} and {max_waiting_per_user} (settings queue_max_waiting and "
+                "queue_max_waiting_per_user: llama-md.toml, or LLAMA_MD_QUEUE_MAX_WAITING[_PER_USER])"
             )
         self.max_active, self.max_waiting = max_active, max_waiting
+        self.max_waiting_per_user = max_waiting_per_user
         self._cond = threading.Condition()
         self._active: list[Ticket] = []
         self._waiting: deque[Ticket] = deque()
@@ -112,16 +124,23 @@ class RequestQueue:
         """Take a place at the end of the line (or a free slot at once when nobody waits).
 
         Args:
-            label: who asks (a user id), for logs and :func:`repr`.
+            label: who asks (a user id): at most ``max_waiting_per_user`` tickets of one label wait at once; ""
+                counts for nobody.
 
         Raises:
-            QueueFullError: ``max_waiting`` requests are already waiting.
+            QueueFullError: ``max_waiting`` requests are already waiting, or ``max_waiting_per_user`` of ``label``.
         """
         with self._cond:
             ticket = Ticket(self, label)
             if not self._waiting and len(self._active) < self.max_active:
                 self._active.append(ticket)
                 return ticket
+            mine = sum(t.label == label for t in self._waiting) if label else 0
+            if self.max_waiting_per_user is not None and mine >= self.max_waiting_per_user:
+                raise QueueFullError(
+                    f"You have {mine} question{'' if mine == 1 else 's'} waiting for the model already; ask again "
+                    "once one of them is answered."
+                )
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFullError(
                     f"The assistant is busy: {len(self._waiting)} answers are waiting already; "

@@ -8,6 +8,11 @@ stop tokens. The server only decodes, so a chat through it sees the same prompt,
     python -m assistant serve --run .llama-md/runs/RUN          # prints the URL
     LLAMA_MD_GENERATOR_BACKEND=openai LLAMA_MD_GENERATOR_URL=http://127.0.0.1:8080/v1 python -m assistant chat "..."
 
+The API key (:func:`assistant.serving.client_api_key`): the key ``llama-md serve`` recorded for exactly this URL's scheme, host and port
+(:func:`assistant.serving.served_key`), else ``OPENAI_API_KEY``, else a placeholder that servers without a key
+ignore. It goes to ``generator_url`` and nowhere else: redirects are not followed (a 307 would re-send the key's
+request, prompt included, to another host), and ``llama-md doctor`` names the URL.
+
 Differences from the in-process :class:`~assistant.chat.generation.Generator`: llama.cpp's ``repeat_penalty`` looks
 at the last 64 tokens, prompt included (ours spares the prompt); ``stats.new_tokens`` is the local tokenizer's count
 of the answer (+1 for the stop token), since streamed chunks carry no usage.
@@ -16,7 +21,6 @@ of the answer (+1 for the stop token), since streamed chunks carry no usage.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,11 +31,9 @@ from assistant.chat.generation import GenerationStream, Generator, resolve_adapt
 from assistant.config import Settings
 from assistant.errors import LlamaMdError
 from assistant.models import generator_path, load_tokenizer
+from assistant.serving import PLACEHOLDER_API_KEY, client_api_key
 
 logger = logging.getLogger(__name__)
-
-#: Sent when OPENAI_API_KEY is unset: servers on loopback (llama.cpp, vLLM without --api-key) ignore it.
-PLACEHOLDER_API_KEY = "sk-no-key-needed"
 
 
 class ServerError(LlamaMdError, ConnectionError):
@@ -53,13 +55,18 @@ class OpenAIGenerator:
         info: AdapterInfo | None = None,
         context_window: int = 2048,
         timeout_s: float = 600.0,
+        api_key: str = PLACEHOLDER_API_KEY,
+        key_source: str = "no key",
     ) -> None:
         """Connect to ``url`` (e.g. ``http://127.0.0.1:8080/v1``) and check that ``served_model`` is served.
 
+        ``api_key`` is sent to ``url`` only (redirects are not followed); ``key_source`` names it in messages.
+
         Raises:
-            ServerError: nothing answers at ``url``, or it serves no model named ``served_model``.
+            ServerError: nothing answers at ``url``, it refuses the key, redirects, or serves no model named
+                ``served_model``.
         """
-        from openai import OpenAI
+        from openai import DefaultHttpxClient, OpenAI
 
         self.tokenizer, self.url = tokenizer, url.rstrip("/")
         self.served_model, self.served_base_model = served_model, served_base_model
@@ -70,11 +77,13 @@ class OpenAIGenerator:
             tokenizer.chat_template = info.chat_template
         stops = list(info.stop_tokens) if info else []
         self.stop = [t for t in dict.fromkeys([*stops, tokenizer.eos_token]) if t]
+        self.key_source = key_source
         self.client = OpenAI(
             base_url=self.url,
-            api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_API_KEY,
+            api_key=api_key,
             timeout=timeout_s,
             max_retries=0,
+            http_client=DefaultHttpxClient(follow_redirects=False),  # the key and prompts go to self.url only
         )
         self.served = self.list_models()
         self.check_model(served_model)
@@ -94,8 +103,11 @@ class OpenAIGenerator:
         source = str(adapter_dir) if info is not None and info.full_model else base
         tokenizer = load_tokenizer(source, settings)
         config = AutoConfig.from_pretrained(generator_path(source, settings))
+        api_key, key_source = client_api_key(settings.home, settings.generator_url)
         generator = cls(
             tokenizer,
+            api_key=api_key,
+            key_source=key_source,
             url=settings.generator_url,
             served_model=settings.served_model,
             served_base_model=settings.served_base_model,
@@ -146,13 +158,13 @@ class OpenAIGenerator:
         """The model names the server serves (``GET /v1/models``).
 
         Raises:
-            ServerError: nothing answers at the URL.
+            ServerError: nothing answers at the URL, or it refuses the key or redirects.
         """
         import openai
 
         try:
             return sorted(m.id for m in self.client.models.list())
-        except openai.APIConnectionError as exc:
+        except (openai.APIConnectionError, openai.APIStatusError) as exc:
             raise self._unreachable(exc) from exc
 
     def check_model(self, name: str) -> None:
@@ -173,6 +185,19 @@ class OpenAIGenerator:
             )
 
     def _unreachable(self, exc: Exception) -> ServerError:
+        status = getattr(exc, "status_code", None)
+        if status in (401, 403):
+            return ServerError(
+                f"The generator server at {self.url} refused the API key (HTTP {status}; sent: {self.key_source}). "
+                "Fix: set OPENAI_API_KEY to the key the server was started with (`llama-md serve` prints it), or "
+                "start the server again with this home so the chat finds its key."
+            )
+        if status is not None and 300 <= status < 400:
+            return ServerError(
+                f"The generator server at {self.url} answered with a redirect (HTTP {status}) to "
+                f"{exc.response.headers.get('location', 'another address')}; llama-md sends the API key and the "
+                "prompts to the configured URL only. Fix: set LLAMA_MD_GENERATOR_URL to the address it redirects to."
+            )
         return ServerError(
             f"Could not reach the generator server at {self.url} ({exc}). Fix: start it with "
             "`python -m assistant serve` and set LLAMA_MD_GENERATOR_URL to the URL it prints, or set "
@@ -244,7 +269,7 @@ class OpenAIGenerator:
                 seed=seed,
                 extra_body={"repeat_penalty": repetition_penalty},
             )
-        except openai.APIConnectionError as exc:
+        except (openai.APIConnectionError, openai.APIStatusError) as exc:
             raise self._unreachable(exc) from exc
         pieces: list[str] = []
         try:

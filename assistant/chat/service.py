@@ -9,6 +9,10 @@ of the generator (``Assistant.queue``, :class:`~assistant.chat.queue.RequestQueu
 The queue admits one answer at a time for the in-process generator (one CPU model decodes one answer at a time; a
 second would only slow both, assistant/torch_thread.py), the server's parallel slots for the ``openai`` backend.
 Compare mode (base and fine-tuned answers) holds one place.
+
+What users leave behind is forgotten on time (:mod:`assistant.chat.retention`): at start, uploads from before
+per-user stores are moved to their owner or deleted, and chats, uploads and user stores past ``retention_days`` are
+purged, then again every hour on a :class:`~assistant.chat.retention.RetentionTimer` thread while the service runs.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 
 from assistant.chat.answer import Assistant
 from assistant.chat.history import ChatHistory
+from assistant.chat.retention import RetentionTimer, migrate_flat_uploads, purge_expired
 from assistant.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,6 +35,8 @@ class ChatService:
     settings: Settings
     assistant: Assistant
     history: ChatHistory
+    retention: RetentionTimer | None = None
+    """The thread purging what is past ``retention_days`` (None when retention is off)."""
 
     @property
     def queue(self):
@@ -37,19 +44,24 @@ class ChatService:
         return self.assistant.queue
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ChatService:
-        """Load the models and the store, open the history and purge chats past ``settings.retention_days``.
+    def from_settings(cls, settings: Settings, *, single_user: str | None = None) -> ChatService:
+        """Load the models and the store, open the history, move or delete uploads from before per-user stores,
+        purge what is past ``settings.retention_days`` and start the hourly purge.
+
+        Args:
+            settings: the server's settings.
+            single_user: the one owner in single-user mode (:func:`~assistant.chat.users.local_user_id`): old
+                flat uploads become theirs; None in team mode (they are deleted: nobody knows whose they were).
 
         Raises:
             LlamaMdError: a model or the store can't be loaded (the message says how to fix it).
         """
         assistant = Assistant.from_settings(settings, "auto")
         history = ChatHistory(settings.chats_dir)
-        if settings.retention_days:
-            purged = history.purge(settings.retention_days)
-            if purged:
-                logger.info("Deleted %d chats older than %d days", purged, settings.retention_days)
-        return cls(settings, assistant, history)
+        migrate_flat_uploads(settings, single_user)
+        purge_expired(settings, history)
+        retention = RetentionTimer(settings, history).start() if settings.retention_days else None
+        return cls(settings, assistant, history, retention)
 
     def delete_user_data(self, user_id: str) -> tuple[int, int]:
         """ "Delete my data": every chat of ``user_id`` and every file they uploaded (with its store).

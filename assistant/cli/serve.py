@@ -3,12 +3,18 @@
     llama-md serve                                      # newest usable run's exported GGUF, or the bundled model
     llama-md serve --run .llama-md/runs/RUN --quant q4_k_m --port 8080
     llama-md serve --engine llama-server --parallel 4   # C++ llama-server: 4 answers decoded together
-    llama-md serve --gguf model.gguf --base-gguf base.gguf --host 0.0.0.0
+    llama-md serve --gguf model.gguf --base-gguf base.gguf --host 0.0.0.0   # generates and prints an API key
+    LLAMA_MD_SERVE_API_KEY=$(cat key) llama-md serve --host 0.0.0.0        # or bring your own
 
 Serves the run's GGUF (`python -m finetune export RUN --to gguf`) as 'llama-md' and the base model's GGUF as
 'llama-md-base' (compare mode) on 127.0.0.1 until Ctrl-C, then points the chat at it:
 
     LLAMA_MD_GENERATOR_BACKEND=openai LLAMA_MD_GENERATOR_URL=http://127.0.0.1:8080/v1 llama-md chat "..."
+
+Any address but loopback requires an API key: without ``--api-key`` (or ``LLAMA_MD_SERVE_API_KEY``) one is
+generated (``secrets.token_urlsafe``, 256 bits) and printed once. The key is recorded in ``<home>/serve/keys.json``
+(``0600``) for the URL printed, so a chat on this machine with the same home sends it by itself; elsewhere set
+``OPENAI_API_KEY`` to it. Put TLS in front (docs/serving.md): over plain http the key and the prompts travel in clear.
 
 Engines (assistant/serving.py): ``llama-cpp-python`` (the default) serves requests one at a time (a global lock per
 request) and both model names, swapping the loaded model on demand; ``llama-server`` (llama.cpp's C++ server, built by
@@ -19,6 +25,8 @@ mode needs the first.
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import signal
 import sys
 from dataclasses import dataclass
@@ -41,6 +49,8 @@ class ServeConfig:
     start_timeout_s: float = 120.0
     engine: str = "llama-cpp-python"  # a key of assistant.serving.SERVER_ENGINES
     parallel: int = 4  # slots decoded together (llama-server); the chat admits as many answers at once
+    api_key: str | None = None  # required off loopback; None there: config_from_args generated one
+    api_key_generated: bool = False  # True when api_key was generated here (main prints it)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--parallel", type=int, default=4, help="requests decoded together by llama-server (default 4)"
     )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("LLAMA_MD_SERVE_API_KEY") or None,
+        help="key clients must send (Authorization: Bearer KEY); required off loopback, generated and printed "
+        "when not given (default: $LLAMA_MD_SERVE_API_KEY; a key on the command line shows in `ps`)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
@@ -90,7 +106,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     from assistant.adapters import select_adapter
     from assistant.config import EMBEDDED_GENERATOR
     from assistant.models import embedded_gguf_path, resolve_model_id
-    from assistant.serving import ServingError, run_gguf
+    from assistant.serving import ServingError, is_loopback, run_gguf
 
     settings = load_settings()
     base = resolve_model_id(settings.generator_model, EMBEDDED_GENERATOR)
@@ -109,6 +125,9 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
                 f"Nothing to serve: no usable run in {settings.runs_dir} and no GGUF of the base model {base}. "
                 "Fix: pass --gguf PATH (and --base-gguf PATH), or `python -m finetune export RUN --to gguf`."
             )
+    api_key, generated = args.api_key, False
+    if not api_key and not is_loopback(args.host):
+        api_key, generated = secrets.token_urlsafe(32), True
     return ServeConfig(
         settings,
         gguf,
@@ -120,12 +139,15 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         args.start_timeout_s,
         args.engine,
         args.parallel,
+        api_key,
+        generated,
     )
 
 
 def main(cfg: ServeConfig) -> int:
-    """Start the server, print its URL and the settings for the chat, and serve until Ctrl-C (or SIGTERM)."""
-    from assistant.serving import SERVER_ENGINES
+    """Start the server, print its URL, its API key when generated, and the settings for the chat, and serve until
+    Ctrl-C (or SIGTERM). The key is recorded for the chat on this machine (``<home>/serve/keys.json``)."""
+    from assistant.serving import SERVER_ENGINES, save_served_key
 
     s = cfg.settings
     server = SERVER_ENGINES[cfg.engine](
@@ -139,12 +161,21 @@ def main(cfg: ServeConfig) -> int:
         n_threads=cfg.threads,
         start_timeout_s=cfg.start_timeout_s,
         parallel=cfg.parallel,
+        api_key=cfg.api_key,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on SIGTERM too
     with server:
         for name, path in server.models.items():
             print(f"serving {name!r}: {path}", file=sys.stderr)
         print(f"llama.cpp server ready in {server.start_s:.1f} s at {server.url} (log {server.log_path})")
+        keys = save_served_key(s.home, server.url, cfg.api_key)
+        if cfg.api_key_generated:
+            print(f"API key (generated; shown once): {cfg.api_key}")
+        if cfg.api_key:
+            print(
+                f"requests must send it (Authorization: Bearer KEY); a chat with this home sends it by itself "
+                f"({keys}), elsewhere set OPENAI_API_KEY to it"
+            )
         print(
             f"point the chat at it:\n  LLAMA_MD_GENERATOR_BACKEND=openai LLAMA_MD_GENERATOR_URL={server.url}"
         )

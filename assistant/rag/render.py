@@ -7,8 +7,11 @@
 Where a source's file is looked for (:func:`find_pdf`): the file names in the store come from PDFs and uploads, so
 they are untrusted. A name must be a plain file name ending in ``.pdf`` (no folder part, no ``..``, no NUL, no
 backslash), and it is looked up only in ``<data_dir>/corpora/<specialty>/`` (the specialties whose manifest lists
-the file, then the chosen one) and in the uploads folder ``<home>/uploads/``; a candidate whose resolved path
-(symlinks followed) leaves its folder is refused. Nothing else on disk is ever opened.
+the file, then the chosen one); a candidate whose resolved path (symlinks followed) leaves its folder is refused.
+Nothing else on disk is ever opened. A user's own uploads are opened from their own folder only
+(:func:`assistant.chat.uploads.upload_path`); the flat ``<home>/uploads/`` of uploads from before per-user stores is
+never searched (issue #25: anyone could see such a file's pages by naming it; the chat moves or deletes those files
+at start, :mod:`assistant.chat.retention`).
 
 How the sentence is found (:func:`find_sentence`): pdfium's text-page search (``PdfTextPage.search``, case-blind)
 matches across line breaks and runs of spaces, so the whole sentence is searched first. When it is not found as a
@@ -21,7 +24,8 @@ shown plain. Boxes are pdfium's text rectangles (one per line segment), mapped t
 ``FPDF_PageToDevice`` (so page rotation and crop boxes are honoured) and drawn as translucent yellow with Pillow.
 
 Cache: ``<cache_dir>/<file sha256>/p<page>-<highlight hash or "plain">-x<scale>.png``, written to a temporary
-file and renamed into place, so a reader never sees half a PNG; a cached image is returned without opening the
+file (``0600``, in ``0700`` folders: a rendered page of an upload is that user's data) and renamed into place, so
+a reader never sees half a PNG; a cached image is returned without opening the
 PDF. pdfium is not thread-safe (pypdfium2's documentation), so every pdfium call holds one process-wide lock.
 """
 
@@ -37,6 +41,7 @@ from pathlib import Path
 
 from assistant.config import Settings
 from assistant.errors import LlamaMdError
+from assistant.permissions import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +99,7 @@ def source_folders(file: str, settings: Settings, specialty: str | None = None) 
 
     Args:
         file: the file name recorded in the store (a plain name).
-        settings: ``data_dir``, ``specialty`` and ``home`` (for ``uploads_dir``).
+        settings: ``data_dir`` and ``specialty``.
         specialty: the source's specialty when known; looked in first.
     """
     from corpora import list_corpora, load_corpus
@@ -102,20 +107,18 @@ def source_folders(file: str, settings: Settings, specialty: str | None = None) 
     names = [s for s in (specialty,) if s]
     names += [n for n in list_corpora() if any(f.file == file for f in load_corpus(n).files)]
     names += [s for s in (settings.specialty,) if s]
-    folders = []
-    if settings.data_dir is not None:
-        for name in dict.fromkeys(names):
-            folders.append(Path(settings.data_dir) / "corpora" / name)
-    folders.append(settings.uploads_dir)
-    return folders
+    if settings.data_dir is None:
+        return []
+    return [Path(settings.data_dir) / "corpora" / name for name in dict.fromkeys(names)]
 
 
 def find_pdf(file: str, settings: Settings, specialty: str | None = None) -> Path:
-    """The path of a source's PDF, looked up by name in the corpus and uploads folders only.
+    """The path of a curated source's PDF, looked up by name in the corpus folders only (never in any uploads
+    folder: a user's own upload is opened with :func:`assistant.chat.uploads.upload_path`).
 
     Args:
         file: file name as stored with the source (``Source.file`` / ``Evidence.file``); untrusted.
-        settings: where the corpus (``data_dir``) and the uploads (``home/uploads``) are.
+        settings: where the corpus is (``data_dir``) and the chosen ``specialty``.
         specialty: the source's specialty, when known.
 
     Returns:
@@ -131,7 +134,7 @@ def find_pdf(file: str, settings: Settings, specialty: str | None = None) -> Pat
         candidate = (folder / file).resolve()
         if candidate.is_relative_to(root) and candidate.parent == root and candidate.is_file():
             return candidate
-    where = ", ".join(str(f) for f in folders)
+    where = ", ".join(str(f) for f in folders) or "any corpus folder"
     hint = (
         ""
         if settings.data_dir is not None
@@ -139,8 +142,8 @@ def find_pdf(file: str, settings: Settings, specialty: str | None = None) -> Pat
     )
     raise SourceFileError(
         f"The page of {file!r} can't be shown: the file is not in {where}.{hint} Fix: put the PDF in its "
-        "specialty's corpus folder (or upload it again in the sidebar), or point LLAMA_MD_DATA_DIR at the folder "
-        "holding corpora/<specialty>/."
+        "specialty's corpus folder, or point LLAMA_MD_DATA_DIR at the folder holding corpora/<specialty>/ "
+        "(a document of your own: upload it again in the sidebar)."
     )
 
 
@@ -234,7 +237,8 @@ def find_sentence(textpage, sentence: str) -> list[tuple[int, int]]:
         if best[1] or len(words) - i <= MIN_ANCHOR_WORDS:
             break
     if best[1] < MIN_COVERED_SHARE * len(words):
-        logger.info("Sentence not found on the page (%d of %d words): %.60s", best[1], len(words), sentence)
+        # counts only: the sentence is a passage's text, and logs hold no question or passage text (issue #25)
+        logger.debug("Sentence not found on the page (%d of %d words matched)", best[1], len(words))
         return []
     return best[0]
 
@@ -313,7 +317,7 @@ def render_page(
     if target.is_file():
         return target
     image = _render(pdf_path, page, highlight, scale)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent, top=Path(cache_dir).parent)  # cache_dir and its <sha256> folder: 0700
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:

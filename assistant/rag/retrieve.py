@@ -130,6 +130,15 @@ def convex_fusion(
     return [ids[j] for j in np.argsort(-fused, kind="stable")]
 
 
+@dataclass(frozen=True)
+class Bm25Index:
+    """A BM25 index and the row of each chunk id in it: built together, read together."""
+
+    retriever: object  # llama-index BM25Retriever
+    rows: dict[str, int]  # chunk id -> row of the index
+    count: int  # chunks in the collection when it was built
+
+
 def one_per_page(hits: list[Hit]) -> list[Hit]:
     """Keep the first (best-ranked) hit of each (file, page), order preserved."""
     seen, kept = set(), []
@@ -166,9 +175,7 @@ class Retriever:
         self.chroma_url, self.follow_store, self.reranker = chroma_url, follow_store, reranker
         self._generation = (collection.id, store_generation(collection))
         self._client = None  # opened on the first refresh, reopened fresh when the store changed
-        self._bm25 = None
-        self._bm25_count = -1
-        self._bm25_rows: dict[str, int] = {}
+        self._bm25: Bm25Index | None = None  # replaced whole under the lock, never changed in place
         self._lock = threading.Lock()
 
     @classmethod
@@ -231,7 +238,7 @@ class Retriever:
             self._client = open_client(self.settings, self.chroma_url, fresh=True)
             self.collection = open_collection(self.settings, chroma_url=self.chroma_url, client=self._client)
             self._generation = (self.collection.id, store_generation(self.collection))
-            self._bm25, self._bm25_count = None, -1
+            self._bm25 = None
             logger.info("The store changed (generation %d); reopened it", self._generation[1])
             return True
 
@@ -284,11 +291,12 @@ class Retriever:
             )
         ]
 
-    def _bm25_retriever(self):
-        """BM25 over every chunk of the collection; rebuilt when the collection's size changed."""
+    def _bm25_retriever(self) -> Bm25Index:
+        """BM25 over every chunk of the collection with its row map, as one object; rebuilt (a new object) when the
+        collection's size changed, so a query that took it keeps a matching index and row map."""
         with self._lock:
             count = self.count()
-            if self._bm25 is None or count != self._bm25_count:
+            if self._bm25 is None or count != self._bm25.count:
                 from llama_index.core.schema import TextNode
                 from llama_index.retrievers.bm25 import BM25Retriever
 
@@ -297,18 +305,18 @@ class Retriever:
                 nodes = [
                     TextNode(id_=i, text=t or "") for i, t in zip(data["ids"], data["documents"], strict=True)
                 ]
-                self._bm25 = BM25Retriever.from_defaults(
+                retriever = BM25Retriever.from_defaults(
                     nodes=nodes, similarity_top_k=min(CANDIDATES, len(nodes)), language="en"
                 )
-                self._bm25_count = count
-                self._bm25_rows = {i: j for j, i in enumerate(data["ids"])}  # chunk id -> row of the index
+                rows = {i: j for j, i in enumerate(data["ids"])}  # chunk id -> row of the index
+                self._bm25 = Bm25Index(retriever, rows, count)
                 logger.info("BM25 index built over %d chunks", count)
             return self._bm25
 
     def _hybrid(self, query: str, q: np.ndarray, n: int) -> list[Hit]:
         """Every candidate page (``n`` dense candidates plus BM25's), ordered by reciprocal-rank fusion."""
         dense = self._dense(q, n)
-        sparse = [n.node.node_id for n in self._bm25_retriever().retrieve(query)]
+        sparse = [n.node.node_id for n in self._bm25_retriever().retriever.retrieve(query)]
         fused = reciprocal_rank_fusion([[h.chunk_id for h in dense], sparse])
         known = self._with_bm25_only(dense, fused, q)
         return one_per_page([known[i] for i in fused])
@@ -318,17 +326,19 @@ class Retriever:
         normalised dense and BM25 scores."""
         dense = self._dense(q, n)
         bm25 = self._bm25_retriever()
-        top = [n.node.node_id for n in bm25.retrieve(query)]
+        top = [n.node.node_id for n in bm25.retriever.retrieve(query)]
         known = self._with_bm25_only(dense, list(dict.fromkeys([h.chunk_id for h in dense] + top)), q)
         fused = convex_fusion({i: h.score for i, h in known.items()}, self._bm25_scores(bm25, query, known))
         return one_per_page([known[i] for i in fused])
 
-    def _bm25_scores(self, bm25, query: str, ids) -> dict[str, float]:
+    def _bm25_scores(self, index: Bm25Index, query: str, ids) -> dict[str, float]:
         """BM25 score of every id in ``ids`` (not only BM25's top candidates): bm25s ``get_scores`` on the index
-        the llama-index retriever holds, the query tokenized as that retriever does (English stop words, stemmer).
+        the llama-index retriever holds, the query tokenized as that retriever does (English stop words, stemmer),
+        each id's row read from the same ``index`` (another thread may have rebuilt ``self._bm25`` meanwhile).
         """
         import bm25s
 
+        bm25, rows = index.retriever, index.rows
         tokens = bm25s.tokenize(
             query,
             stopwords="en",
@@ -341,7 +351,7 @@ class Retriever:
         if not tokens:
             return {}
         scores = bm25.bm25.get_scores(tokens)
-        return {i: float(scores[self._bm25_rows[i]]) for i in ids if i in self._bm25_rows}
+        return {i: float(scores[rows[i]]) for i in ids if i in rows}
 
     def _with_bm25_only(self, dense: list[Hit], ranked: list[str], q: np.ndarray) -> dict[str, Hit]:
         """``dense`` by id plus a Hit for each id of ``ranked`` that dense did not return, scored by the same

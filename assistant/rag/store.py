@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 META_KEYS = ("embedding_model", "embedding_dim", "chunk_size", "chunk_overlap")
 GENERATION = "generation"
 REBUILD_SUFFIX = "__rebuild"  # a --rebuild builds into <collection>__rebuild, then swaps it in
+_CLIENTS = threading.Lock()  # held while an embedded client is made (and its store's cache entry dropped)
 
 
 class StoreError(LlamaMdError, RuntimeError):
@@ -48,8 +50,11 @@ def ingest_command(settings: Settings) -> str:
 def open_client(settings: Settings, chroma_url: str | None = None, *, fresh: bool = False):
     """A Chroma client: ``HttpClient`` for ``chroma_url``, else ``PersistentClient(<home>/store)``.
 
-    ``fresh=True`` drops chromadb's per-process cache of embedded clients first, so the new client reads what
-    other processes wrote since this one opened the store (clients opened before keep working on their own).
+    ``fresh=True`` drops this store's entry from chromadb's per-process cache of embedded clients first, so the
+    new client reads what other processes wrote since this one opened the store. Only this store's entry goes:
+    chromadb's ``SharedSystemClient.clear_system_cache()`` would empty the cache of every store in the process, and
+    a client another thread is opening at that moment (another user's store, the curated one) then fails with a
+    ``KeyError`` on its own path. Clients opened before keep working on their own.
 
     Raises:
         StoreError: ``chroma_url`` is malformed or the server does not answer its heartbeat.
@@ -78,11 +83,14 @@ def open_client(settings: Settings, chroma_url: str | None = None, *, fresh: boo
             ) from exc
         return client
     settings.store_dir.mkdir(parents=True, exist_ok=True)
-    if fresh:
-        from chromadb.api.shared_system_client import SharedSystemClient
+    from chromadb.api.shared_system_client import SharedSystemClient
 
-        SharedSystemClient.clear_system_cache()
-    return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+    path = str(settings.store_dir)
+    with _CLIENTS:  # a cache entry is never dropped while another thread builds a client on it
+        if fresh:
+            SharedSystemClient._identifier_to_system.pop(path, None)
+            SharedSystemClient._identifier_to_refcount.pop(path, None)
+        return chromadb.PersistentClient(path=path, settings=chroma_settings)
 
 
 def store_metadata(settings: Settings, embedding_dim: int) -> dict:
