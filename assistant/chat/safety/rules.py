@@ -1,4 +1,4 @@
-"""Stage 1 of the red-flag screen: precise, auditable rules (regular expressions) per category.
+"""Stage 1 of the triage screen: precise, auditable rules (regular expressions) per category.
 
 Rules only fire on wordings that are unambiguous; typos, lay words and indirect phrasing are left to the learned
 classifier (:mod:`.classifier`), so the rules stay short and readable. Every rule is case-insensitive and is
@@ -11,10 +11,15 @@ checked clause by clause:
   is history; "had a heart attack years ago and now I have crushing chest pain" is not.
 * **General questions are not alarms.** A question with no person and no "now" in it ("is a fall dangerous for
   older people?", "what are the signs of sepsis?") is skipped.
+* **Not a real person now, not an alarm.** A hypothetical ("what happens if he swallows a battery?"), fiction or
+  lyrics ("write a story where the hero has a heart attack"), or an animal with no person in the sentence ("my dog
+  is choking") is skipped (the look-alike families of the triage spec, issue 24).
 * **Known look-alikes are excluded** where a rule's words have a routine meaning ("choking hazard", a chest
-  strain from lifting).
+  strain from lifting, a CO alarm's low-battery chirp, "she'll kill me when she sees the car").
+* **Numbers where the guidance gives numbers** (:data:`FUNCTION_RULES`): NICE NG143 makes any temperature of 38 C
+  (100.4 F) or more under 3 months an emergency, and 39 C or more at 3 to 6 months a same-day check.
 
-Sources per category: :mod:`.categories`.
+A rule names a category; its level (emergency or urgent) is the category's (:mod:`.categories`, with sources).
 """
 
 from __future__ import annotations
@@ -65,14 +70,14 @@ RULES: dict[str, list[str]] = {
     ],
     "gi_bleeding": [r"(vomiting|coughing up|throwing up|puking) (up )?(blood|black)"],
     "unconscious": [
-        r"\b(unconscious|unresponsive)\b",
+        r"(?<!knocked me )(?<!bored me )\b(unconscious|unresponsive)\b",
         r"(won'?t|can'?t|cannot) (wake (him|her|them) up|be woken)",
     ],
     "seizure": [
         rf"(seizure|convulsion|fitting|fit){_W}(won'?t stop|not stopping|still going|for \d+ minutes)"
     ],
     "meningitis": [
-        rf"stiff neck{_W}(fever|rash|light)|(fever|rash){_W}stiff neck",
+        rf"stiff neck{_W}(?<!no )(?<!without )(?<!not a )(fever|rash|light)|(fever|rash){_W}stiff neck",
         rf"rash{_W}(doesn'?t|does not|won'?t|didn'?t|did not) fade",
     ],
     "testicular_torsion": [
@@ -166,7 +171,11 @@ _PERSON_OR_NOW = re.compile(
     r"this (morning|evening|afternoon))\b",
     re.IGNORECASE,
 )
-_LOOKALIKE = re.compile(r"\b(strain|strained|pulled|lifting|heartburn|indigestion|bruised?)\b", re.IGNORECASE)
+_LOOKALIKE = re.compile(
+    r"\b(strain|strained|pulled|lifting|heartburn|indigestion|bruised?|(a (little|bit)|slightly|mildly) (tight|sore|"
+    r"achy))\b",
+    re.IGNORECASE,
+)
 _HYPOTHETICAL = re.compile(
     r"\b(what if|what happens (if|when)|what would happen|what should i do if|in case|how (do|can|should) (i|we) "
     r"(prevent|stop|avoid)|to prevent|hypothetically)\b",

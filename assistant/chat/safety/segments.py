@@ -4,8 +4,8 @@ A classifier that reads a long, calm message whole averages one alarming sentenc
 pooling), and it reads only the first :data:`.finetuned.MAX_SEQ_LENGTH` tokens. So a message longer than
 :data:`LONG_MESSAGE_CHARS` is also read sentence by sentence, and a sentence longer than :data:`LONG_SENTENCE_CHARS`
 (a run-on sentence, often typed without full stops) clause by clause, split where it joins unrelated things ("; ",
-" but ", " and also ", " anyway ", a dash between spaces). Short messages are read whole only: there every word
-of context ("no fever, just ...", "... in 2015") stays with the sign it qualifies.
+" but ", " and also ", " anyway ", a dash between spaces). A short message of ordinary sentences is read whole only:
+there every word of context ("no fever, just ...", "... in 2015") stays with the sign it qualifies.
 """
 
 from __future__ import annotations
@@ -51,26 +51,22 @@ def sentences(text: str) -> list[Segment]:
 
 
 def segments(text: str) -> list[Segment]:
-    """The pieces of a long message read on their own (see the module docstring); empty for a short message.
+    """The pieces of a message read on their own (see the module docstring); empty for a short message.
 
     Returns:
-        Sentences of at least :data:`MIN_WORDS` words, then the clauses of each long sentence, in reading order
-        per kind; ``[]`` when ``len(text) <= LONG_MESSAGE_CHARS`` or the message is one sentence (short clauses
-        excepted: a long single run-on sentence still gives its clauses).
+        The sentences of at least :data:`MIN_WORDS` words when the message is longer than
+        :data:`LONG_MESSAGE_CHARS` and has more than one; then the clauses of each sentence longer than
+        :data:`LONG_SENTENCE_CHARS`; in reading order per kind.
     """
-    if len(text) <= LONG_MESSAGE_CHARS:
-        return []
     found = [s for s in sentences(text) if len(s.text.split()) >= MIN_WORDS]
-    if len(found) == 1 and found[0].text == text.strip():
-        found = []
-    clauses = [
+    pieces = found if len(text) > LONG_MESSAGE_CHARS and len(found) > 1 else []
+    return pieces + [
         c
         for s in sentences(text)
         if len(s.text) > LONG_SENTENCE_CHARS
         for c in split_spans(s.text, _CLAUSE_JOIN, s.start)
         if len(c.text.split()) >= MIN_WORDS and c.text != s.text
     ]
-    return found + clauses
 
 
 RECENT_TURNS = 3  # user turns the screen reads together (the current one and the two before)
