@@ -5,9 +5,11 @@
     python -m benchmarks.safety_heads --arms setfit           # needs `pip install setfit`; slow here
 
 All arms start from the project's embedder (all-MiniLM-L6-v2) and use the split of
-:func:`assistant.chat.safety.classifier.split_messages` (validation = new wordings, by category). Each arm's threshold
-is picked on the validation split for sensitivity >= 0.98, so the arms compare on the false-alarm rate at that
-sensitivity, AUC and training time. The held-out test set is not read here.
+:func:`assistant.chat.safety.classifier.split_messages` (validation = new wordings, by category). Each arm's
+emergency threshold is picked on the validation split for sensitivity >= 0.98, so the arms compare on the
+false-alarm rate (routine messages given emergency) at that sensitivity, AUC and training time; the fine-tuned arm
+also reports its urgent level (:func:`assistant.chat.safety.classifier.pick_thresholds`). The head and SetFit arms
+score emergency against everything else, messages read whole. No test set is read here.
 
 - head: scikit-learn logistic regression (class-balanced, C chosen on validation) on frozen, L2-normalized
   embeddings: SetFit's second stage alone.
@@ -57,6 +59,9 @@ def main() -> None:
         "--setfit-iterations", type=int, default=5, help="SetFit pairs per message (default 5)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="fine-tuned arm's epochs (default: the library's)"
+    )
     args = parser.parse_args()
     settings = load_settings()
     rows = read_messages(TRAINING_FILE)
@@ -84,11 +89,14 @@ def main() -> None:
     if "finetuned" in args.arms:
         t0 = time.perf_counter()
         _, report = train(lambda t: embedder.encode(t, normalize_embeddings=True, batch_size=64),
-                          embedder_path(settings=settings), seed=args.seed)  # fmt: skip
+                          embedder_path(settings=settings), seed=args.seed, epochs=args.epochs)  # fmt: skip
         out["finetuned"] = {
-            "threshold": report["threshold"],
-            "sensitivity": round(report["val_sensitivity"], 4),
-            "false_alarm_rate": round(report["val_false_alarm_rate"], 4),
+            "epochs": args.epochs,
+            "thresholds": report["thresholds"],
+            "sensitivity": round(report["val_emergency_sensitivity"], 4),
+            "false_alarm_rate": round(report["val_routine_emergency_rate"], 4),
+            "alarm_sensitivity": round(report["val_alarm_sensitivity"], 4),
+            "routine_banner_rate": round(report["val_routine_banner_rate"], 4),
             "auc": round(report["val_auc"], 4),
             "category_accuracy": round(report["val_category_accuracy"], 4),
             "train_s": round(time.perf_counter() - t0, 1),

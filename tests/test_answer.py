@@ -135,6 +135,17 @@ def test_the_screen_reads_the_conversation_not_just_the_last_message(bot):
     assert stream.answer.emergency and stream.answer.notices[0].startswith(GROUP_ADVICE[MEDICAL])
 
 
+def test_an_urgent_question_gets_the_amber_notice_first_not_the_emergency_advice(bot):
+    question = "my back tooth has been throbbing for days and now my cheek and jaw on that side are swollen"
+    answer = bot.ask(question, seed=0, max_new_tokens=8).collect()
+    assert answer.urgency == "urgent" and not answer.emergency
+    assert answer.category == "urgent_dental" and answer.trigger == question
+    assert (
+        answer.full_text.startswith("This should be checked today:") and "urgent dentist" in answer.notices[0]
+    )
+    assert answer.screening["urgency"] == "urgent" and answer.screening["trigger"] == question
+
+
 def test_adapter_for_another_base_model_is_refused(ui_home, tmp_path):
     import shutil
 
@@ -175,6 +186,12 @@ def test_chat_cli_json(ui_home):
         len(rows) == 2 and rows[0]["question"] == "Should newborns be breastfed?" and not rows[0]["emergency"]
     )
     assert rows[1]["emergency"] and rows[1]["screening"]["stage"] in ("rules", "classifier", "both")
+    assert (
+        rows[1]["urgency"] == "emergency"
+        and rows[1]["category"]
+        and rows[1]["trigger"] == rows[1]["question"]
+    )
+    assert rows[0]["urgency"] == "routine" and rows[0]["category"] is None and rows[0]["trigger"] == ""
     assert rows[1]["answer"].startswith("This may be an emergency. Call your local emergency number")
     assert rows[0]["sources"][0]["file"] == "nutrition_guide.pdf" and rows[0]["sources"][0]["page"] == 2
     assert set(rows[0]) >= {"answer", "emergency", "ttft_ms", "tokens_per_s", "unsupported", "groundedness"}

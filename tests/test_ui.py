@@ -61,6 +61,17 @@ def test_a_crisis_gets_the_crisis_line_in_the_banner(app):
     assert "988" in message.error[0].value and any("988" in t.value for t in message.text)
 
 
+def test_an_urgent_question_gets_the_amber_banner_quoting_its_sentence(app):
+    question = "my back tooth has been throbbing for days and now my cheek and jaw on that side are swollen"
+    app.chat_input[0].set_value(question).run()
+    message = app.chat_message[-1]
+    assert not message.error  # amber, not red
+    assert message.warning[0].value.startswith(
+        "**This should be checked today: a tooth infection with swelling"
+    )
+    assert f'You wrote: "{question}"' in message.warning[0].value
+
+
 def test_upload_of_a_non_pdf_is_refused(app):
     app.file_uploader(key="uploads").set_value([("fake.pdf", b"just text", "application/pdf")]).run()
     app.button(key="ingest").click().run()

@@ -29,7 +29,7 @@ import streamlit as st
 
 from assistant.chat.evidence import Evidence
 from assistant.chat.queue import QueueFullError
-from assistant.chat.safety import DISCLAIMER, emergency_banner
+from assistant.chat.safety import DISCLAIMER, banner
 from assistant.chat.service import ChatService
 from assistant.chat.uploads import MAX_UPLOAD_BYTES, upload_path
 from assistant.chat.users import local_user_id, oidc_user_id
@@ -303,8 +303,10 @@ def stream_text(slot, stream) -> None:
 def answer_into(container, stream, key: str) -> dict:
     """Stream one answer into ``container``; returns the assistant message to store (``key``: its widgets')."""
     with container:
-        if stream.answer.emergency:
-            st.error(emergency_banner(stream.answer.screening), icon="🚨")
+        if stream.answer.urgency == "emergency":  # red: call the emergency number now
+            st.error(banner(stream.answer.screening), icon="🚨")
+        elif stream.answer.urgency == "urgent":  # amber: be seen today
+            st.warning(banner(stream.answer.screening), icon="⚠️")
         top = st.container()
         slot = st.empty()
         stream_text(slot, stream)

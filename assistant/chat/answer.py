@@ -78,21 +78,25 @@ class Source:
 @dataclass
 class Answer:
     """Everything about one answer. ``text`` is the model's words after the number check (``generated_text``
-    before it); ``notices`` are shown before them (emergency advice, no supporting passage, question trimmed, low
-    groundedness); :attr:`full_text` is both; :attr:`shown_text` adds the quoted evidence, as the user reads it."""
+    before it); ``notices`` are shown before them (emergency advice or the urgent "checked today" notice, no
+    supporting passage, question trimmed, low groundedness); :attr:`full_text` is both; :attr:`shown_text` adds
+    the quoted evidence, as the user reads it."""
 
     question: str
     text: str = ""
     notices: list[str] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
-    emergency: bool = False
+    emergency: bool = False  # True exactly when urgency == "emergency"
+    urgency: str = "routine"  # the red-flag screen's level: emergency | urgent | routine
+    category: str | None = None  # the screen's category (assistant.chat.safety.categories), None when routine
+    trigger: str = ""  # the sentence of the question that set the level, "" when routine
     flags: list[str] = field(
         default_factory=list
     )  # red-flag categories, "no_support", "question_trimmed", "no_store", "unsupported_quantity", "low_groundedness",
     # "cancelled" (stopped early by AnswerStream.cancel or a cancel event: the text is partial)
     screening: dict = field(
         default_factory=dict
-    )  # the red-flag screen: stage, category, categories, probability
+    )  # the red-flag screen: urgency, category, categories, trigger, stage, probability, alarm_probability
     screen_ms: float = 0.0
     retrieval_ms: float = 0.0
     ttft_ms: float = 0.0
@@ -460,12 +464,8 @@ class Assistant:
         safety = screen_conversation(turns, s)
         answer.screen_ms = (time.perf_counter() - started) * 1000
         answer.emergency, answer.flags = safety.emergency, list(safety.categories)
-        answer.screening = {
-            "stage": safety.stage,
-            "category": safety.category,
-            "categories": list(safety.categories),
-            "probability": round(safety.probability, 4),
-        }
+        answer.urgency, answer.category, answer.trigger = safety.urgency, safety.category, safety.trigger
+        answer.screening = {k: v for k, v in safety.to_json().items() if k not in ("emergency", "message")}
         comp, hits, answer.retrieval_ms = self.compose_turn(
             question,
             history,
@@ -481,7 +481,7 @@ class Assistant:
             answer.flags.append("no_support")
         if comp.question_trimmed:
             answer.flags.append("question_trimmed")
-        answer.notices = [safety.message] if safety.emergency else []
+        answer.notices = [safety.message] if safety.message else []  # emergency advice, or the amber notice
         answer.notices += [NO_SUPPORT] if "no_support" in answer.flags else []
         answer.notices += [TRIMMED] if comp.question_trimmed else []
         sentences = PassageSentences()

@@ -1,19 +1,22 @@
-"""Red-flag triage: train the classifier, evaluate the screen, or screen messages.
+"""Triage: train the classifier, evaluate the screen by level, or screen messages.
 
     llama-md safety train                      # build the classifier (make setup runs this; minutes on 2 cores)
     llama-md safety train --force              # rebuild even when the cache folder exists
-    llama-md safety eval                       # held-out test set: sensitivity, false alarms, per category
-    llama-md safety eval --file my.jsonl --png docs/safety_confusion.png
+    llama-md safety eval                       # held-out graded test set: sensitivity per level, false alarms,
+                                               # buried red flags, multi-turn, confusion, misses, screen time
+    llama-md safety eval --file assistant/evaluation/data/red_flags_test.jsonl --png docs/safety_confusion.png
     llama-md safety check "my dad's face is drooping" --json
+    llama-md safety check "I had my baby 10 days ago" "my calf is swollen and I'm short of breath"
 
-A message file is JSONL with text, label (emergency | routine) and category; optional turns (the user's recent
-turns, oldest first). The model lives in ``~/.cache/llama-md/safety/<fingerprint>`` ($LLAMA_MD_SAFETY_CACHE).
+A message file is JSONL with text, label (emergency | urgent | routine; or ``urgency``) and category; optional kind
+and turns (the user's recent turns, oldest first). ``check --json`` prints urgency, emergency (true exactly when
+urgency is emergency), category, categories, trigger (the sentence that set the level), stage, probabilities and
+the advice. The model lives in ``~/.cache/llama-md/safety/<fingerprint>`` ($LLAMA_MD_SAFETY_CACHE).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="with train: rebuild even if cached (default: no)"
     )
-    parser.add_argument("--file", type=Path, help="with eval: message file (default: the held-out test set)")
+    parser.add_argument(
+        "--file", type=Path, help="with eval: message file (default: the held-out triage_test.jsonl)"
+    )
     parser.add_argument(
         "--png", type=Path, help="with eval: write the confusion matrix PNG here (default: none)"
     )
@@ -52,7 +57,8 @@ def config_from_args(args: argparse.Namespace) -> SafetyConfig:
         raise ConfigError('give the message to check: llama-md safety check "my chest hurts"')
     if args.file is not None and not args.file.is_file():
         raise ConfigError(
-            f"--file {args.file} does not exist: give a JSONL file with text, label and category"
+            f"--file {args.file} does not exist: give a JSONL file with text, label (emergency | urgent | "
+            "routine) and category"
         )
     settings = load_settings({"home": args.home})
     return SafetyConfig(settings, args.action, args.force, args.file, args.png, args.messages, args.json)
@@ -73,9 +79,11 @@ def main(cfg: SafetyConfig) -> int:
     if cfg.action == "check":
         result = screener.screen_conversation(cfg.messages)
         if cfg.as_json:
-            print(json.dumps(dataclasses.asdict(result), indent=1))
+            print(json.dumps(result.to_json(), indent=1))
+        elif result.urgency == "routine":
+            print("routine: no red flag found")
         else:
-            print(result.message if result.emergency else "no red flag found")
+            print(f'{result.urgency}: {result.category} ("{result.trigger}")\n\n{result.message}')
         return 0
     from assistant.evaluation.safety_suite import (
         TEST_FILE,

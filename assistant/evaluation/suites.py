@@ -89,9 +89,10 @@ SETS: dict[str, SetInfo] = {
         SetInfo(
             "red_flags",
             "Red-flag messages",
-            "assistant/evaluation/data/red_flags_test.jsonl + red_flags.jsonl + red_flags_heldout.jsonl",
-            "emergency / routine messages written for this project; the test set before the classifier was "
-            "trained, by a pass that never saw its training messages",
+            "assistant/evaluation/data/triage_test.jsonl + red_flags_test.jsonl + red_flags.jsonl + "
+            "red_flags_heldout.jsonl",
+            "emergency / urgent / routine messages written for this project; each test set before its classifier "
+            "was trained, by a pass that never saw the training messages",
             "project files",
         ),
     )

@@ -1,4 +1,4 @@
-"""Stage 1 of the red-flag screen: precise, auditable rules (regular expressions) per category.
+"""Stage 1 of the triage screen: precise, auditable rules (regular expressions) per category.
 
 Rules only fire on wordings that are unambiguous; typos, lay words and indirect phrasing are left to the learned
 classifier (:mod:`.classifier`), so the rules stay short and readable. Every rule is case-insensitive and is
@@ -11,15 +11,21 @@ checked clause by clause:
   is history; "had a heart attack years ago and now I have crushing chest pain" is not.
 * **General questions are not alarms.** A question with no person and no "now" in it ("is a fall dangerous for
   older people?", "what are the signs of sepsis?") is skipped.
+* **Not a real person now, not an alarm.** A hypothetical ("what happens if he swallows a battery?"), fiction or
+  lyrics ("write a story where the hero has a heart attack"), or an animal with no person in the sentence ("my dog
+  is choking") is skipped (the look-alike families of the triage spec, issue 24).
 * **Known look-alikes are excluded** where a rule's words have a routine meaning ("choking hazard", a chest
-  strain from lifting).
+  strain from lifting, a CO alarm's low-battery chirp, "she'll kill me when she sees the car").
+* **Numbers where the guidance gives numbers** (:data:`FUNCTION_RULES`): NICE NG143 makes any temperature of 38 C
+  (100.4 F) or more under 3 months an emergency, and 39 C or more at 3 to 6 months a same-day check.
 
-Sources per category: :mod:`.categories`.
+A rule names a category; its level (emergency or urgent) is the category's (:mod:`.categories`, with sources).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 _W = r"[^.!?\n]{0,60}"  # words between two parts of a rule, within one sentence
 
@@ -36,8 +42,14 @@ RULES: dict[str, list[str]] = {
         rf"(slurred|slurring|garbled){_W}(speech|words|talk)",
         rf"(speech|words|talking){_W}(slurred|garbled|jumbled)",
         r"(i think|i'?m|he'?s|she'?s|is) having a stroke",
-        r"(worst headache of (my|his|her) life|thunderclap headache)",
         rf"(sudden|suddenly){_W}(weak|numb|paraly){_W}(one side|arm|leg|face)",
+    ],
+    "thunderclap_headache": [
+        r"worst headache (of (my|his|her|their) li(fe|ves)|(i'?ve|he'?s|she'?s) ever had|ever)|thunderclap headache",
+        rf"(sudden|suddenly|out of nowhere|came on){_W}(worst|severe|excruciating|agoni[sz]ing|blinding|explod\w*)"
+        rf"{_W}headache",
+        rf"headache{_W}(like (being|i'?ve been|i was|he was|she was|i got|someone) (hit|struck|kicked|hitting)|"
+        r"came on in (seconds|a second|an instant)|within (a|one) minute|peaked in (seconds|a minute))",
     ],
     "breathing_difficulty": [
         r"(can'?t|cannot|unable to|struggling to) (breathe|catch (my|his|her|their) breath)",
@@ -58,16 +70,29 @@ RULES: dict[str, list[str]] = {
     ],
     "gi_bleeding": [r"(vomiting|coughing up|throwing up|puking) (up )?(blood|black)"],
     "unconscious": [
-        r"\b(unconscious|unresponsive)\b",
+        r"(?<!knocked me )(?<!bored me )\b(unconscious|unresponsive)\b",
         r"(won'?t|can'?t|cannot) (wake (him|her|them) up|be woken)",
     ],
     "seizure": [
         rf"(seizure|convulsion|fitting|fit){_W}(won'?t stop|not stopping|still going|for \d+ minutes)"
     ],
     "meningitis": [
-        rf"stiff neck{_W}(fever|rash|light)|(fever|rash){_W}stiff neck",
+        rf"stiff neck{_W}(?<!no )(?<!without )(?<!not a )(fever|rash|light)|(fever|rash){_W}stiff neck",
         rf"rash{_W}(doesn'?t|does not|won'?t|didn'?t|did not) fade",
     ],
+    "testicular_torsion": [
+        rf"(sudden|suddenly|out of nowhere|woke (up )?with|severe|agoni[sz]ing|excruciating|terrible|unbearable)"
+        rf"{_W}(pain|ache|agony){_W}(testicle|testis|testicles|scrotum)",
+        rf"(testicle|testis|scrotum){_W}(sudden|suddenly|agony|agoni[sz]ing|excruciating|severe pain|unbearable)",
+    ],
+    "cauda_equina": [
+        rf"numb(ness)?{_W}(saddle|between (my|his|her|the) legs|(around|in|on) (my|his|her|the) "
+        r"(bum|bottom|buttocks|anus|back passage|genitals|private parts|privates))",
+        rf"(saddle|bum|bottom|back passage|genitals|privates){_W}(numb|no feeling|can'?t feel)",
+        rf"back{_W}(can'?t|cannot|unable to|struggling to|trouble|difficulty) (pee|wee|urinate|control (my |his |"
+        r"her )?(bladder|bowels?))",
+    ],
+    "febrile_infant": [],  # numbers, not words: :data:`FUNCTION_RULES`
     "pregnancy_bleeding": [
         rf"(pregnan|weeks|trimester){_W}(heavy|lots of|soaking|gushing|bright red){_W}(bleed|blood)",
         rf"(bleeding|blood){_W}(soak|soaking|through) (a |my )?pad",
@@ -92,12 +117,28 @@ RULES: dict[str, list[str]] = {
         rf"(overdose|overdosed|took too many|swallowed){_W}(pills|tablets|paracetamol|acetaminophen|tylenol)",
         rf"(took|swallowed|ate){_W}(whole bottle|entire bottle|whole packet|whole box)",
     ],
-    "poisoning": [
-        rf"(drank|swallowed|ate|drunk){_W}(bleach|drain cleaner|antifreeze|button battery|weed ?killer)"
+    "poisoning": [rf"(drank|swallowed|ate|drunk){_W}(bleach|drain cleaner|antifreeze|weed ?killer)"],
+    "carbon_monoxide": [
+        rf"(carbon monoxide|\bco\b) (alarm|detector){_W}(going off|went off|is sounding|sounding|keeps going off|"
+        r"alarming|screaming|goes off)",
+        r"(carbon monoxide|\bco\b) (leak|is leaking|poisoning)",
     ],
+    "button_battery_or_magnet": [
+        rf"(swallowed|swallow|swallowing|ate|eaten|put|stuck|pushed){_W}\b(button|coin|watch|lithium|disc|"
+        r"round) ?(cell|batter(y|ies))",
+        rf"(swallowed|swallow|swallowing|ate|eaten){_W}\bbatter(y|ies)\b",
+        rf"(swallowed|swallowing|ate|eaten){_W}\b(magnets|magnet balls|magnetic balls)\b",
+        rf"\b(batter(y|ies)|magnets?){_W}(up (his|her|my|their) nose|in (his|her|my|their) (ear|nose))",
+    ],
+    "acute_angle_closure_glaucoma": [
+        rf"eye{_W}(pain|painful|hurts|agony|agoni[sz]ing){_W}(halo|haloes|halos|rainbow|blurr|vomit|sick|nause)",
+        rf"(halo|haloes|halos|rainbows?) (around|round) (the )?lights{_W}(pain|painful|hurt|red eye)",
+        rf"(pain|painful|red eye){_W}(halo|haloes|halos|rainbows?) (around|round) (the )?lights",
+    ],
+    "urgent_child_fever": [],  # numbers, not words: :data:`FUNCTION_RULES`
     "violence_danger": [
         r"(he|she|they|my (partner|husband|wife|boyfriend|girlfriend|ex))('s| is| has| keeps| will| said he'?d| "
-        r"threatened to) (going to )?(kill|strangl|chok)\w* me",
+        r"threatened to) (going to )?(kill|strangl|chok)\w* me\b(?! (if|when|for|lol|haha))",
     ],
 }
 
@@ -130,7 +171,33 @@ _PERSON_OR_NOW = re.compile(
     r"this (morning|evening|afternoon))\b",
     re.IGNORECASE,
 )
-_LOOKALIKE = re.compile(r"\b(strain|strained|pulled|lifting|heartburn|indigestion|bruised?)\b", re.IGNORECASE)
+_LOOKALIKE = re.compile(
+    r"\b(strain|strained|pulled|lifting|heartburn|indigestion|bruised?|(a (little|bit)|slightly|mildly) (tight|sore|"
+    r"achy))\b",
+    re.IGNORECASE,
+)
+_HYPOTHETICAL = re.compile(
+    r"\b(what if|what happens (if|when)|what would happen|what should i do if|in case|how (do|can|should) (i|we) "
+    r"(prevent|stop|avoid)|to prevent|hypothetically)\b",
+    re.IGNORECASE,
+)
+_FICTION = re.compile(
+    r"\b(story|stories|novel|poem|lyrics|song|screenplay|script|fiction|fictional|role-?play|my character|the "
+    r"character|the hero|the heroine)\b",
+    re.IGNORECASE,
+)
+_ANIMAL = re.compile(
+    r"\b(dog|dogs|puppy|pup|cat|cats|kitten|rabbit|bunny|hamster|guinea pig|horse|pony|parrot|budgie|ferret|"
+    r"tortoise|pet|vet)\b",
+    re.IGNORECASE,
+)
+_HUMAN = re.compile(
+    r"\b(i|i'?m|i'?ve|me|myself|we|us|son|daughter|baby|child|kid|toddler|boy|girl|husband|wife|partner|"
+    r"boyfriend|girlfriend|mum|mom|dad|mother|father|grandma|grandad|granddad|nan|gran|brother|sister|friend|"
+    r"neighbou?r|man|woman|person|patient)\b",
+    re.IGNORECASE,
+)
+_CO_LOOKALIKE = re.compile(r"\b(test|testing|tested|batter(y|ies)|chirp\w*)\b", re.IGNORECASE)
 _COMPILED = {cat: [re.compile(p, re.IGNORECASE) for p in pats] for cat, pats in RULES.items()}
 
 
@@ -154,38 +221,138 @@ def is_past(text: str, start: int, end: int) -> bool:
     return bool(_PAST.search(_sentence(text, start))) and not _NOW.search(clause)
 
 
-def match_rules(text: str) -> list[str]:
-    """Categories whose rule matches ``text`` in a clause that is not negated, not past and not a look-alike.
+def is_not_real(sentence: str, category: str) -> bool:
+    """True for a sentence that is not about a real person now: a hypothetical ("what if he swallows ..."), fiction
+    or lyrics ("write a story where ..."), or an animal with no person in the sentence ("my dog is choking")."""
+    if _HYPOTHETICAL.search(sentence) or _FICTION.search(sentence):
+        return True
+    if category == "carbon_monoxide":  # pets falling ill with the family is a sign, not a look-alike
+        return bool(_CO_LOOKALIKE.search(sentence))
+    return bool(_ANIMAL.search(sentence)) and not _HUMAN.search(sentence)
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    """A rule that fired: its ``category``, the match's ``start`` / ``end`` in the text, and its ``sentence``."""
+
+    category: str
+    start: int
+    end: int
+    sentence: str
+
+
+def find_rules(text: str) -> list[RuleHit]:
+    """Every category whose rule matches ``text`` in a clause that is not negated, not past, not a general
+    question, not hypothetical, fiction or about an animal, and not a known look-alike; the first match of each.
 
     Args:
         text: a user's message or several user turns joined by newlines (any length).
 
     Returns:
-        Category ids (see :data:`RULES`), in table order; empty for a general question.
+        :class:`RuleHit` per category, in table order (:data:`RULES`); empty for a general question.
     """
     if is_general_question(text):
         return []
     found = []
     for category, patterns in _COMPILED.items():
-        for pattern in patterns:
-            hit = next(
-                (
-                    m
-                    for m in pattern.finditer(text)
-                    if not _NEGATION.search(clause_at(text, m.start()))
-                    and not is_past(text, m.start(), m.end())
-                    and not (category == "heart_attack" and _LOOKALIKE.search(_sentence(text, m.start())))
-                ),
-                None,
-            )
-            if hit:
-                found.append(category)
-                break
+        matches = (m.span() for p in patterns for m in p.finditer(text))
+        if category in FUNCTION_RULES:
+            matches = FUNCTION_RULES[category](text)
+        for start, end in matches:
+            sentence = _sentence(text, start)
+            if (
+                _NEGATION.search(clause_at(text, start))
+                or is_past(text, start, end)
+                or is_not_real(sentence, category)
+                or (category == "heart_attack" and _LOOKALIKE.search(sentence))
+            ):
+                continue
+            found.append(RuleHit(category, start, end, sentence.strip()))
+            break
     return found
 
 
+def match_rules(text: str) -> list[str]:
+    """The categories of :func:`find_rules` (ids in table order)."""
+    return [hit.category for hit in find_rules(text)]
+
+
+_NUMBER_WORDS = {
+    w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+}
+_AGE = re.compile(
+    r"\b(?P<n>\d{1,2}(?:\.5)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|a)[- ]?"
+    r"(?P<unit>days?|d|weeks?|wks?|w|months?|mo|mths?)[- ]?(old|olds?|of age)\b|\b(?P<newborn>newborn|new-born|"
+    r"neonate)\b|\b(baby|son|daughter|he|she|grandson|granddaughter|niece|nephew|little one)('s| is| is only| "
+    r"just turned) (?P<n2>\d{1,2}(?:\.5)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve) "
+    r"(?P<unit2>days?|weeks?|wks?|months?)\b",
+    re.IGNORECASE,
+)
+_TEMPERATURE = re.compile(
+    r"(?<![\d.])(?P<v>\d{2,3}(?:[.,]\d{1,2})?)\s*(?:°\s*|degrees?\s*|deg\s*)?(?P<unit>c\b|celsius|f\b|fahrenheit)?",
+    re.IGNORECASE,
+)
+_TEMPERATURE_WORD = re.compile(r"\b(temp|temperature|fever|thermometer|reading|feverish|febrile|hot)\b", re.I)
+_CONDITIONAL = re.compile(r"\b(if|when|above|over|below|under|what if|at what)\W*$", re.IGNORECASE)
+
+
+def age_in_days(text: str) -> float | None:
+    """The youngest age written in ``text`` ("6 week old", "newborn", "she's 10 days"), in days; None if none."""
+    ages = []
+    for m in _AGE.finditer(text):
+        if m.group("newborn"):
+            ages.append(7.0)
+            continue
+        raw, unit = (m.group("n"), m.group("unit")) if m.group("n") else (m.group("n2"), m.group("unit2"))
+        n = 1.0 if raw.lower() == "a" else float(_NUMBER_WORDS.get(raw.lower(), raw))
+        unit = unit.lower()
+        ages.append(n * (1 if unit.startswith("d") else 30.4 if unit.startswith("m") else 7))
+    return min(ages) if ages else None
+
+
+def temperatures_c(text: str) -> list[tuple[float, int, int]]:
+    """Body temperatures written in ``text`` as ``(celsius, start, end)``: 35-43 read as C, 95-110 as F; a bare
+    whole number counts only with a unit or a temperature word (temp, fever, thermometer) in its sentence."""
+    found = []
+    for m in _TEMPERATURE.finditer(text):
+        value = float(m.group("v").replace(",", "."))
+        unit = (m.group("unit") or "").lower()[:1]
+        decimal = "." in m.group("v") or "," in m.group("v")
+        if not unit and not decimal and not _TEMPERATURE_WORD.search(_sentence(text, m.start())):
+            continue
+        if unit != "f" and 35.0 <= value <= 43.0:
+            found.append((value, m.start(), m.end()))
+        elif unit != "c" and 95.0 <= value <= 110.0:
+            found.append((round((value - 32) / 1.8, 2), m.start(), m.end()))
+    return found
+
+
+def fever_spans(text: str, min_c: float, min_age_days: float, max_age_days: float) -> list[tuple[int, int]]:
+    """Spans of temperatures >= ``min_c`` when the youngest age ``text`` names is in ``[min_age_days,
+    max_age_days)``, except a temperature given as a condition ("if it goes over 38 C")."""
+    age = age_in_days(text)
+    if age is None or not min_age_days <= age < max_age_days:
+        return []
+    return [
+        (start, end)
+        for value, start, end in temperatures_c(text)
+        if value >= min_c and not _CONDITIONAL.search(text[max(0, start - 20) : start])
+    ]
+
+
+#: rules on numbers (NICE NG143): any fever of 38 C or more under 3 months is high risk (red); 39 C or more at 3 to
+#: 6 months is intermediate risk (amber: be seen today).
+FUNCTION_RULES = {
+    "febrile_infant": lambda text: fever_spans(text, 38.0, 0.0, 91.0),
+    "urgent_child_fever": lambda text: fever_spans(text, 39.0, 91.0, 183.0),
+}
+
+
+_SENTENCE_STOP = re.compile(r"[.!?]+(?=\s|$)|\n")
+
+
 def _sentence(text: str, start: int) -> str:
-    """The sentence of ``text`` that holds position ``start``."""
-    left = max(text.rfind(c, 0, start) for c in ".!?\n")
-    stops = [i for i in (text.find(c, start) for c in ".!?\n") if i >= 0]
-    return text[left + 1 : min(stops) if stops else len(text)]
+    """The sentence of ``text`` that holds position ``start`` (a full stop inside a number, "38.2", ends nothing)."""
+    left = max((m.end() for m in _SENTENCE_STOP.finditer(text, 0, start)), default=0)
+    stop = _SENTENCE_STOP.search(text, start)
+    return text[left : stop.start() if stop else len(text)]
