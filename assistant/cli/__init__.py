@@ -9,6 +9,7 @@
     llama-md chat "What should I eat during the third trimester?"
     llama-md evaluate --suite quick
     llama-md safety eval                              # red-flag screen on its held-out test set
+    llama-md specialty "a rash on both elbows"        # question -> specialty (top-3, unsure)
     llama-md demo                                     # doctor -> topics -> ingest -> fine-tune -> chat
     llama-md ui                                       # the chat on http://localhost:8501
     llama-md serve                                    # the generator over an OpenAI-compatible API (llama.cpp)
@@ -45,6 +46,7 @@ COMMANDS = {
     "chat": "assistant.cli.chat",
     "evaluate": "assistant.cli.evaluate",
     "safety": "assistant.cli.safety",
+    "specialty": "assistant.cli.specialty",
     "demo": "assistant.cli.demo",
     "ui": "assistant.cli.ui",
     "serve": "assistant.cli.serve",
