@@ -16,7 +16,7 @@ Both silver sets are optional: without a data folder the router trains on the pa
 
 Splits never cut a group: MedQuAD by question focus (every question about one disease on one side), MTSamples by
 sample name without its " - 2" suffix, patient questions by wording (near-paraphrases together,
-:func:`assistant.chat.safety.classifier.split_messages`). Silver groups go to train / validation / test by a hash
+:func:`split_patient`). Silver groups go to train / validation / test by a hash
 of the group (:func:`silver_split`), so ``llama-md specialty eval`` finds the same test slice without a stored list.
 """
 
@@ -43,6 +43,8 @@ MTSAMPLES_FILE = "specialties/mtsamples_specialty.csv"
 MEDQUAD_PER_CLASS = 150  # rows sampled per class from each split (medications alone has 13,681)
 MTSAMPLES_PER_CLASS = 150  # surgery has 1,103
 SILVER_SHARES = {"test": 15, "validation": 15}  # percent of groups; the rest train
+VALIDATION_SHARE = 0.2  # of each class's patient questions
+WORDING_SIMILARITY = 0.85  # cosine: patient questions this close count as one wording (as the red-flag split)
 
 
 class ExampleDataError(LlamaMdError, ValueError):
@@ -163,19 +165,31 @@ def silver_slice(data_dir: Path | None, split: str, seed: int = 0) -> dict[str, 
 
 
 def split_patient(rows: list[Example], embeddings: np.ndarray, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Train / validation indices of patient questions, per class, paraphrases on one side.
+    """Train / validation indices of patient questions: per class, near-paraphrases on one side.
 
-    Reuses the red-flag split (:func:`assistant.chat.safety.classifier.split_messages`): within a class, questions
-    with cosine >= 0.85 form one wording cluster; whole clusters go to validation until it holds ~20%.
+    As the red-flag split does (:func:`assistant.chat.safety.classifier.split_messages`): within a class,
+    questions with cosine >= ``WORDING_SIMILARITY`` are joined into wording clusters (connected components), and
+    whole clusters, in a seeded random order, go to validation until it holds ``VALIDATION_SHARE`` of the class.
 
     Args:
         embeddings: ``(n, d)`` L2-normalized embeddings of the rows' texts.
     """
-    from assistant.chat.safety.classifier import split_messages
+    from scipy.sparse.csgraph import connected_components
 
-    keyed = [{"category": r.label, "label": "patient"} for r in rows]
-    train_idx, val_idx = split_messages(keyed, embeddings, seed)
-    return train_idx.tolist(), val_idx.tolist()
+    rng, val = np.random.default_rng(seed), []
+    for label in sorted({r.label for r in rows}):
+        idx = np.array([i for i, r in enumerate(rows) if r.label == label])
+        sims = embeddings[idx] @ embeddings[idx].T
+        _, cluster = connected_components(sims >= WORDING_SIMILARITY, directed=False)
+        want, taken = round(len(idx) * VALIDATION_SHARE), 0
+        for c in rng.permutation(cluster.max() + 1):
+            if taken >= want:
+                break
+            members = idx[cluster == c]
+            val += members.tolist()
+            taken += len(members)
+    held = set(val)
+    return [i for i in range(len(rows)) if i not in held], sorted(val)
 
 
 def source_files(data_dir: Path | None, patient_file: Path = PATIENT_FILE) -> list[Path]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -267,11 +266,11 @@ def fingerprint(files: Sequence[Path], embedder_name: str) -> str:
 def model_dir(embedder_name: str, data_dir: Path | None, patient_file: Path = PATIENT_FILE) -> Path:
     """Cache folder of the router for these training files and embedder: ``$LLAMA_MD_SPECIALTY_CACHE`` or
     ``$XDG_CACHE_HOME/llama-md/specialty`` (default ``~/.cache/llama-md/specialty``), then the fingerprint."""
-    root = (
-        os.environ.get("LLAMA_MD_SPECIALTY_CACHE")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llama-md" / "specialty"
+    from assistant.cache import cache_root
+
+    return cache_root("specialty", "LLAMA_MD_SPECIALTY_CACHE") / fingerprint(
+        source_files(data_dir, patient_file), embedder_name
     )
-    return Path(root) / fingerprint(source_files(data_dir, patient_file), embedder_name)
 
 
 def build_router(settings=None, *, retrain: bool = False) -> tuple[Path, dict | None]:
@@ -286,7 +285,7 @@ def build_router(settings=None, *, retrain: bool = False) -> tuple[Path, dict | 
     """
     import shutil
 
-    from assistant.chat.safety.classifier import save_atomically
+    from assistant.cache import save_atomically
     from assistant.config import load_settings
     from assistant.models import embedder_path, load_embedder
 
