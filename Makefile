@@ -15,10 +15,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup serve-setup browser test test-fast demo doctor lint format lock clean
 
-# The red-flag classifier is trained once per training file into ~/.cache/llama-md/safety (minutes; then seconds).
+# The red-flag classifier is trained once per training file into ~/.cache/llama-md/safety (minutes; then seconds);
+# the specialty router likewise into ~/.cache/llama-md/specialty (about a minute; then seconds).
 # (`llama-md retriever train` is not part of set-up yet: its models don't beat the defaults; docs/results.md.)
 setup: $(STAMP)
 	$(PY) -m assistant safety train
+	$(PY) -m assistant specialty train
 
 # Re-runs only when pyproject.toml or constraints.txt change: a second `make setup` takes seconds.
 $(STAMP): pyproject.toml constraints.txt

@@ -1,6 +1,7 @@
 """Corpus manifests: one TOML file per specialty (``corpora/<name>.toml``) and their loader.
 
-Each manifest names the specialty, a description (used to map topics to it) and its PDFs with title,
+Each manifest names the specialty, a description, its class in the specialty taxonomy (``specialty_class``, a slug
+of ``assistant/specialties/taxonomy.toml``: what routing and the coverage map use) and its PDFs with title,
 publisher, license, sha256, page count and, where known, the publisher's direct URL. The files themselves are
 never committed: they are found under ``$LLAMA_MD_DATA_DIR/corpora/<name>/`` and verified by sha256.
 """
@@ -53,6 +54,8 @@ class Corpus:
     name: str
     display_name: str
     description: str
+    specialty_class: str
+    """Its class in the specialty taxonomy (e.g. pregnancy -> ``pregnancy_fertility``)."""
     files: tuple[CorpusFile, ...] = field(default_factory=tuple)
 
     @property
@@ -69,14 +72,31 @@ def load_corpus(name: str) -> Corpus:
     """Read ``corpora/<name>.toml``.
 
     Raises:
-        CorpusError: no manifest has that name (the message lists the valid ones).
+        CorpusError: no manifest has that name (the message lists the valid ones), or its ``specialty_class`` is
+            missing or not a slug of the taxonomy.
     """
+    from assistant.specialties import load_taxonomy
+
     path = MANIFEST_DIR / f"{name}.toml"
     if not path.is_file():
         raise CorpusError(f"Unknown specialty {name!r}; manifests exist for: {', '.join(list_corpora())}.")
     data = tomllib.loads(path.read_text())
     files = tuple(CorpusFile(**entry) for entry in data.get("files", []))
-    return Corpus(data["name"], data["display_name"], data["description"], files)
+    slug = data.get("specialty_class", "")
+    if slug not in load_taxonomy():
+        raise CorpusError(
+            f"{path} has specialty_class = {slug!r}, which is not a class of the taxonomy. Fix: set it to one of "
+            f"{', '.join(load_taxonomy())} (assistant/specialties/taxonomy.toml)."
+        )
+    return Corpus(data["name"], data["display_name"], data["description"], slug, files)
+
+
+def corpora_by_class() -> dict[str, list[str]]:
+    """Taxonomy slug -> names of the corpora of that class (only classes that have one)."""
+    found: dict[str, list[str]] = {}
+    for name in list_corpora():
+        found.setdefault(load_corpus(name).specialty_class, []).append(name)
+    return found
 
 
 def specialty_descriptions() -> dict[str, str]:

@@ -27,6 +27,8 @@ LAYERS: list[tuple[str, ...]] = [
         "assistant.data",
         "assistant.errors",
         "assistant.torch_thread",
+        "assistant.cache",
+        "assistant.specialties",
         "assistant",
         "corpora",
     ),

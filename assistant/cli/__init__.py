@@ -10,6 +10,7 @@
     llama-md evaluate --suite quick
     llama-md safety eval                              # red-flag screen on its held-out test set
     llama-md retriever train                          # the medical retriever and re-ranker
+    llama-md specialty "a rash on both elbows"        # question -> specialty (top-3, unsure)
     llama-md demo                                     # doctor -> topics -> ingest -> fine-tune -> chat
     llama-md ui                                       # the chat on http://localhost:8501
     llama-md serve                                    # the generator over an OpenAI-compatible API (llama.cpp)
@@ -47,6 +48,7 @@ COMMANDS = {
     "evaluate": "assistant.cli.evaluate",
     "safety": "assistant.cli.safety",
     "retriever": "assistant.cli.retriever",
+    "specialty": "assistant.cli.specialty",
     "demo": "assistant.cli.demo",
     "ui": "assistant.cli.ui",
     "serve": "assistant.cli.serve",

@@ -26,14 +26,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from assistant.cache import save_atomically  # noqa: F401 - re-exported: screen.py saves with it
 from assistant.errors import LlamaMdError
 
 logger = logging.getLogger(__name__)
@@ -349,14 +348,3 @@ def train(embed, embedder_dir: str, path: Path = TRAINING_FILE, seed: int = 0, e
     clf.meta = {"embedder": Path(embedder_dir).name, "training_file": Path(path).name, **report}
     logger.info("triage classifier trained: %s", report)
     return clf, report
-
-
-def save_atomically(clf, folder: Path) -> None:
-    """Save into a temporary sibling folder, then rename: a crash never leaves a half-written model."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    clf.save(tmp)
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process finished first: keep its copy
-        shutil.rmtree(tmp, ignore_errors=True)
