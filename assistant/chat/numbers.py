@@ -220,7 +220,7 @@ def _supported(quantity: Quantity, values: set[float], by_unit: dict[str, set[fl
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the sentences of ``text`` (Punkt, the splitter evidence uses), start and end offsets."""
-    from assistant.chat.evidence import _punkt
+    from assistant.rag.sentences import _punkt
 
     spans = []  # Punkt splits at . ! ? only: each line of a list is a sentence of its own too
     for start, end in _punkt().span_tokenize(text) if text.strip() else []:
