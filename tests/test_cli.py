@@ -21,6 +21,8 @@ STEPS = (
     "chat",
     "evaluate",
     "safety",
+    "retriever",
+    "specialty",
     "demo",
     "ui",
     "serve",
