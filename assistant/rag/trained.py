@@ -250,6 +250,15 @@ def corpus_chunks(settings: Settings, base_model) -> list[dict]:
     return chunks
 
 
+def _one_epoch(output_dir: str, learning_rate: float) -> dict:
+    """The training arguments both models share: one epoch on the CPU, linear warm-up, no checkpoints."""
+    return {
+        "output_dir": output_dir, "num_train_epochs": 1, "per_device_train_batch_size": BATCH_SIZE,
+        "learning_rate": learning_rate, "warmup_ratio": WARMUP_RATIO, "bf16": _bf16(), "use_cpu": True,
+        "save_strategy": "no", "report_to": "none", "logging_steps": 10, "seed": SEED, "dataloader_num_workers": 0,
+    }  # fmt: skip
+
+
 def train_retriever(base_dir: str, pairs: list, out: Path) -> None:
     """Fine-tune the bi-encoder on ``pairs`` (query, positive, negative) with MultipleNegativesRankingLoss."""
     from datasets import Dataset
@@ -269,19 +278,8 @@ def train_retriever(base_dir: str, pairs: list, out: Path) -> None:
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         args = SentenceTransformerTrainingArguments(
-            output_dir=tmp,
-            num_train_epochs=1,
-            per_device_train_batch_size=BATCH_SIZE,
-            learning_rate=RETRIEVER_LR,
-            warmup_ratio=WARMUP_RATIO,
+            **_one_epoch(tmp, RETRIEVER_LR),
             batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate passage would be a false in-batch negative
-            bf16=_bf16(),
-            use_cpu=True,
-            save_strategy="no",
-            report_to="none",
-            logging_steps=10,
-            seed=SEED,
-            dataloader_num_workers=0,
         )
         trainer = SentenceTransformerTrainer(
             model=model, args=args, train_dataset=data, loss=losses.MultipleNegativesRankingLoss(model)
@@ -315,20 +313,7 @@ def train_reranker(base_dir: str, pairs: list, out: Path) -> None:
         {"query": [r[0] for r in rows], "passage": [r[1] for r in rows], "label": [r[2] for r in rows]}
     )
     with tempfile.TemporaryDirectory() as tmp:
-        args = CrossEncoderTrainingArguments(
-            output_dir=tmp,
-            num_train_epochs=1,
-            per_device_train_batch_size=BATCH_SIZE,
-            learning_rate=RERANKER_LR,
-            warmup_ratio=WARMUP_RATIO,
-            bf16=_bf16(),
-            use_cpu=True,
-            save_strategy="no",
-            report_to="none",
-            logging_steps=10,
-            seed=SEED,
-            dataloader_num_workers=0,
-        )
+        args = CrossEncoderTrainingArguments(**_one_epoch(tmp, RERANKER_LR))
         trainer = CrossEncoderTrainer(
             model=model, args=args, train_dataset=data, loss=losses.BinaryCrossEntropyLoss(model)
         )
